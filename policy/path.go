@@ -1,0 +1,141 @@
+package policy
+
+import (
+	"fmt"
+	"strings"
+)
+
+// NormalizePath turns the path Envoy sends into the form route rules match,
+// the same way shipped Envoy configs normalise it (normalize_path,
+// merge_slashes): the query string is dropped, percent-encoded unreserved
+// characters are decoded (RFC 3986 §6.2.2.2), repeated slashes are merged and
+// dot segments are resolved (RFC 3986 §5.2.4). An encoded slash or a
+// backslash is refused: proxies and apps disagree on what they mean, and a
+// guess here is a bypass there.
+func NormalizePath(p string) (string, error) {
+	if i := strings.IndexAny(p, "?#"); i >= 0 {
+		p = p[:i]
+	}
+	if p == "" {
+		return "/", nil
+	}
+	if p[0] != '/' {
+		if p == "*" {
+			return p, nil
+		}
+		return "", fmt.Errorf("path %q does not start with /", p)
+	}
+	if !needsWork(p) {
+		return p, nil
+	}
+	var b strings.Builder
+	b.Grow(len(p))
+	for i := 0; i < len(p); i++ {
+		c := p[i]
+		switch {
+		case c == '\\':
+			return "", fmt.Errorf("path %q contains a backslash", p)
+		case c == '%':
+			if i+2 >= len(p) || !isHex(p[i+1]) || !isHex(p[i+2]) {
+				return "", fmt.Errorf("path %q has a malformed percent-encoding", p)
+			}
+			d := unhex(p[i+1])<<4 | unhex(p[i+2])
+			switch {
+			case d == '/' || d == '\\':
+				return "", fmt.Errorf("path %q contains an encoded slash or backslash (%s)", p, p[i:i+3])
+			case isUnreserved(d):
+				b.WriteByte(d)
+			default:
+				b.WriteByte('%')
+				b.WriteByte(upperHex(p[i+1]))
+				b.WriteByte(upperHex(p[i+2]))
+			}
+			i += 2
+		default:
+			b.WriteByte(c)
+		}
+	}
+	return removeDotSegments(mergeSlashes(b.String())), nil
+}
+
+func needsWork(p string) bool {
+	for i := 0; i < len(p); i++ {
+		switch p[i] {
+		case '%', '\\':
+			return true
+		case '/':
+			if i+1 < len(p) && (p[i+1] == '/' || p[i+1] == '.') {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+func mergeSlashes(p string) string {
+	if !strings.Contains(p, "//") {
+		return p
+	}
+	var b strings.Builder
+	b.Grow(len(p))
+	for i := 0; i < len(p); i++ {
+		if p[i] == '/' && i > 0 && p[i-1] == '/' {
+			continue
+		}
+		b.WriteByte(p[i])
+	}
+	return b.String()
+}
+
+// removeDotSegments is RFC 3986 §5.2.4 over an absolute path; it keeps a
+// trailing slash, unlike path.Clean.
+func removeDotSegments(p string) string {
+	segs := strings.Split(p[1:], "/")
+	out := make([]string, 0, len(segs))
+	for i, s := range segs {
+		last := i == len(segs)-1
+		switch s {
+		case ".":
+			if last {
+				out = append(out, "")
+			}
+		case "..":
+			if len(out) > 0 {
+				out = out[:len(out)-1]
+			}
+			if last {
+				out = append(out, "")
+			}
+		default:
+			out = append(out, s)
+		}
+	}
+	return "/" + strings.Join(out, "/")
+}
+
+func isUnreserved(c byte) bool {
+	return 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' ||
+		c == '-' || c == '.' || c == '_' || c == '~'
+}
+
+func isHex(c byte) bool {
+	return '0' <= c && c <= '9' || 'a' <= c && c <= 'f' || 'A' <= c && c <= 'F'
+}
+
+func unhex(c byte) byte {
+	switch {
+	case '0' <= c && c <= '9':
+		return c - '0'
+	case 'a' <= c && c <= 'f':
+		return c - 'a' + 10
+	default:
+		return c - 'A' + 10
+	}
+}
+
+func upperHex(c byte) byte {
+	if 'a' <= c && c <= 'f' {
+		return c - 'a' + 'A'
+	}
+	return c
+}

@@ -1,0 +1,62 @@
+package policy
+
+// Sourced is a layer together with where it came from.
+type Sourced struct {
+	Source Source
+	// Label refines the source for humans, e.g. the config route's name.
+	Label string
+	Layer Layer
+}
+
+func (s Sourced) String() string {
+	if s.Label != "" {
+		return string(s.Source) + "[" + s.Label + "]"
+	}
+	return string(s.Source)
+}
+
+// Provenance records, for each field that some source set, which source it
+// came from (for `check` output and debug logs).
+type Provenance map[string]string
+
+// Resolve merges layers field by field, the first layer (most specific) that
+// sets a field winning. A field set to its zero value stays cleared.
+func Resolve(layers ...Sourced) (Policy, Provenance) {
+	var p Policy
+	prov := Provenance{}
+	var done [5]bool
+	for _, s := range layers {
+		l := &s.Layer
+		if !done[0] && l.RequiredACR.Set {
+			done[0] = true
+			p.RequiredACR = l.RequiredACR.Value
+			prov[FieldRequiredACR] = s.String()
+		}
+		if !done[1] && l.MaxAge.Set {
+			done[1] = true
+			p.MaxAge = l.MaxAge.Value
+			// Cleared (noMaxAge) means no freshness rule; 0 is a rule: "just now".
+			p.HasMaxAge = l.MaxAge.Value >= 0
+			if !p.HasMaxAge {
+				p.MaxAge = 0
+			}
+			prov[FieldMaxAge] = s.String()
+		}
+		if !done[2] && l.MachineScopes.Set {
+			done[2] = true
+			p.MachineScopes = l.MachineScopes.Value
+			prov[FieldMachineScopes] = s.String()
+		}
+		if !done[3] && l.Mode.Set {
+			done[3] = true
+			p.Mode = l.Mode.Value
+			prov[FieldMode] = s.String()
+		}
+		if !done[4] && l.Name.Set {
+			done[4] = true
+			p.Name = l.Name.Value
+			prov[FieldName] = s.String()
+		}
+	}
+	return p, prov
+}
