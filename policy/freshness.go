@@ -4,9 +4,12 @@ import "time"
 
 // tooOld reports whether authentication at authTime is older than maxAge at
 // now. clock_skew is added so that max_age 0 ("authenticated just now") is
-// satisfiable and cannot loop the user through step-up forever.
+// satisfiable and cannot loop the user through step-up forever. The sum is
+// never formed: the largest accepted max_age plus skew would overflow
+// time.Duration and turn negative, refusing every token.
 func tooOld(authTime, now time.Time, maxAge, skew time.Duration) bool {
-	return now.Sub(authTime) > maxAge+skew
+	age := now.Sub(authTime)
+	return age > maxAge && age-maxAge > skew
 }
 
 // inFuture reports an instant later than now beyond the allowed skew.

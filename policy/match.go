@@ -60,7 +60,9 @@ func MatchRoute(routes []Route, r Request) (*Route, error) {
 }
 
 func (m *RouteMatch) matches(host, method, path string) bool {
-	if len(m.Hosts) > 0 && !slices.Contains(m.Hosts, host) {
+	// Configured hosts are normalised here too, so a route written as
+	// "App.example.com:443" cannot silently never match.
+	if len(m.Hosts) > 0 && !slices.ContainsFunc(m.Hosts, func(h string) bool { return normalizeHost(h) == host }) {
 		return false
 	}
 	if len(m.Methods) > 0 && !slices.Contains(m.Methods, strings.ToUpper(method)) {

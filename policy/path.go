@@ -8,8 +8,8 @@ import (
 // NormalizePath turns the path Envoy sends into the form route rules match,
 // the same way shipped Envoy configs normalise it (normalize_path,
 // merge_slashes): the query string is dropped, percent-encoded unreserved
-// characters are decoded (RFC 3986 §6.2.2.2), repeated slashes are merged and
-// dot segments are resolved (RFC 3986 §5.2.4). An encoded slash or a
+// characters are decoded (RFC 3986 §6.2.2.2), dot segments are resolved
+// (RFC 3986 §5.2.4) and then repeated slashes are merged. An encoded slash or a
 // backslash is refused: proxies and apps disagree on what they mean, and a
 // guess here is a bypass there.
 func NormalizePath(p string) (string, error) {
@@ -55,7 +55,9 @@ func NormalizePath(p string) (string, error) {
 			b.WriteByte(c)
 		}
 	}
-	return removeDotSegments(mergeSlashes(b.String())), nil
+	// Envoy resolves dot segments (normalize_path) before merging slashes
+	// (merge_slashes), so /a//../b is /a/b: the empty segment is a segment.
+	return mergeSlashes(removeDotSegments(b.String())), nil
 }
 
 func needsWork(p string) bool {
