@@ -32,6 +32,10 @@ func (l Levels) Validate() error {
 		if err := checkHeaderSafe(lv); err != nil {
 			return fmt.Errorf("[%d] %q: %v", i, lv, err)
 		}
+		// RFC 9470 §3: acr_values is a space-separated list, so a level can't hold a space.
+		if strings.ContainsAny(lv, " \t") {
+			return fmt.Errorf("[%d] %q contains a space; acr_values is space-separated (RFC 9470)", i, lv)
+		}
 		if seen[lv] {
 			return fmt.Errorf("[%d] %q appears twice", i, lv)
 		}

@@ -135,3 +135,9 @@ func TestIssuerRulesChallengeACR(t *testing.T) {
 		})
 	}
 }
+
+func TestLevelWithASpaceIsRefused(t *testing.T) {
+	if err := (Levels{"aal1", "high level"}).Validate(); err == nil || !strings.Contains(err.Error(), "space") {
+		t.Fatalf("Validate() = %v, want an error about the space", err)
+	}
+}

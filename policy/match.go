@@ -28,6 +28,11 @@ type Route struct {
 // CompileRegex anchors a path_regex the way Envoy's safe_regex matches: the
 // whole path, not a substring.
 func CompileRegex(expr string) (*regexp.Regexp, error) {
+	// Compile alone first: "/a)|(.*" is invalid, but wrapped it would compile
+	// into a pattern that matches every path.
+	if _, err := regexp.Compile(expr); err != nil {
+		return nil, err
+	}
 	return regexp.Compile(`^(?:` + expr + `)$`)
 }
 

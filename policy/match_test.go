@@ -411,3 +411,9 @@ func TestValidateMatch(t *testing.T) {
 		})
 	}
 }
+
+func TestCompileRegexRefusesWhatOnlyCompilesWhenWrapped(t *testing.T) {
+	if _, err := CompileRegex("/a)|(.*"); err == nil {
+		t.Fatal(`"/a)|(.*" compiled; wrapped it would match every path`)
+	}
+}

@@ -1,0 +1,105 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/fsnotify/fsnotify"
+
+	"github.com/stepup-authz/stepup-authz/extauthz"
+	"github.com/stepup-authz/stepup-authz/extauthz/config"
+	"github.com/stepup-authz/stepup-authz/extauthz/token"
+)
+
+// reloadDebounce coalesces the burst of events one save or one ConfigMap
+// symlink swap produces.
+const reloadDebounce = 100 * time.Millisecond
+
+// reloadPoll also re-reads the file periodically, for filesystems where
+// change events are not delivered.
+const reloadPoll = 5 * time.Second
+
+// watch re-reads the config when its file changes. It watches the directory,
+// not the file: editors replace files by rename, and Kubernetes updates a
+// mounted ConfigMap by swapping a ..data symlink inside the directory.
+func (a *app) watch(ctx context.Context) {
+	last, _ := os.ReadFile(a.path)
+	w, err := fsnotify.NewWatcher()
+	if err != nil {
+		a.log.Warn("config watch unavailable; polling only", slog.Any("err", err))
+	} else {
+		defer w.Close()
+		if err := w.Add(filepath.Dir(a.path)); err != nil {
+			a.log.Warn("config watch unavailable; polling only", slog.Any("err", err))
+		}
+	}
+	var events <-chan fsnotify.Event
+	var errs <-chan error
+	if w != nil {
+		events, errs = w.Events, w.Errors
+	}
+	poll := time.NewTicker(reloadPoll)
+	defer poll.Stop()
+	var debounce <-chan time.Time
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-events:
+			debounce = time.After(reloadDebounce)
+		case err := <-errs:
+			a.log.Warn("config watch error", slog.Any("err", err))
+		case <-poll.C:
+			debounce = time.After(0)
+		case <-debounce:
+			debounce = nil
+			data, err := os.ReadFile(a.path)
+			if err != nil {
+				// Mid-swap the file can be briefly absent; the next event or poll retries.
+				continue
+			}
+			if bytes.Equal(data, last) {
+				continue
+			}
+			last = data
+			a.reload(ctx, data)
+		}
+	}
+}
+
+// reload swaps in a new engine built from data, or keeps the last good config
+// and says why. A new engine has a new verified-token cache, so no token
+// verified under the old config is served from cache under the new one.
+func (a *app) reload(ctx context.Context, data []byte) {
+	cfg, err := config.Parse(data, a.v)
+	if err == nil {
+		var engine *extauthz.Engine
+		var verifier *token.Verifier
+		if engine, verifier, err = extauthz.NewEngine(cfg, a.rt); err == nil {
+			// Give a newly added issuer its first keys before it takes traffic.
+			wctx, cancel := context.WithTimeout(ctx, reloadKeyWait)
+			verifier.WaitFirstFetch(wctx)
+			cancel()
+			a.mu.Lock()
+			a.cfg, a.verifier = cfg, verifier
+			a.mu.Unlock()
+			a.srv.Swap(engine)
+		}
+	}
+	if err != nil {
+		a.metrics.Reloads.WithLabelValues("invalid").Inc()
+		a.log.Error("config reload refused; still serving the last good config",
+			slog.String("config", a.path), slog.String("problems", err.Error()))
+		return
+	}
+	a.metrics.Reloads.WithLabelValues("ok").Inc()
+	a.log.Info("config reloaded", slog.String("config", a.path),
+		slog.Int("issuers", len(cfg.Issuers)), slog.Int("routes", len(cfg.Routes)))
+}
+
+// reloadKeyWait bounds how long a reload waits for new issuers' first keys.
+const reloadKeyWait = 5 * time.Second

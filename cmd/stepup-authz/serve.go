@@ -1,0 +1,370 @@
+package main
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"sync"
+	"syscall"
+	"time"
+
+	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/spf13/cobra"
+	"github.com/spf13/viper"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/keepalive"
+
+	"github.com/stepup-authz/stepup-authz/extauthz"
+	"github.com/stepup-authz/stepup-authz/extauthz/config"
+	"github.com/stepup-authz/stepup-authz/extauthz/token"
+)
+
+// shutdownGrace bounds how long in-flight Checks may take to drain.
+const shutdownGrace = 15 * time.Second
+
+func newServeCmd() *cobra.Command {
+	var path string
+	v := config.NewViper()
+	cmd := &cobra.Command{
+		Use:   "serve --config FILE",
+		Short: "Run the ext_authz gRPC server and the admin HTTP server",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGTERM, syscall.SIGINT)
+			defer stop()
+			return serve(ctx, path, v, cmd.ErrOrStderr())
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&path, "config", "", "config file (YAML); re-read when it changes")
+	f.String("listen-grpc", "", "ext_authz gRPC address (listen.grpc)")
+	f.String("listen-admin", "", "admin HTTP address (listen.admin)")
+	f.String("log-level", "", "debug, info, warn or error (log.level)")
+	f.String("log-format", "", "text or json (log.format)")
+	f.String("metadata-namespace", "", "route metadata namespace (metadata_namespace)")
+	f.String("clock-skew", "", "leeway for exp, nbf, iat and auth_time (clock_skew)")
+	for flag, key := range map[string]string{
+		"listen-grpc": "listen.grpc", "listen-admin": "listen.admin",
+		"log-level": "log.level", "log-format": "log.format",
+		"metadata-namespace": "metadata_namespace", "clock-skew": "clock_skew",
+	} {
+		_ = v.BindPFlag(key, f.Lookup(flag))
+	}
+	_ = cmd.MarkFlagRequired("config")
+	return cmd
+}
+
+// app is one running server: the wiring shared by serve and dev.
+type app struct {
+	path    string
+	v       *viper.Viper
+	log     *slog.Logger
+	metrics *extauthz.Metrics
+	reg     *prometheus.Registry
+	rt      *extauthz.Runtime
+	srv     *extauthz.Server
+	health  *health.Server
+
+	mu       sync.Mutex // serialises reloads
+	cfg      *config.Config
+	verifier *token.Verifier
+	ready    chan struct{} // closed once the first key fetch of every issuer finished
+}
+
+func loadProblems(path string, err error) error {
+	var problems config.Problems
+	if errors.As(err, &problems) {
+		return &exitError{code: 1, err: fmt.Errorf("%s:\n%s", path, problems.Error())}
+	}
+	return &exitError{code: 1, err: err}
+}
+
+func newApp(path string, v *viper.Viper, stderr *os.File) (*app, error) {
+	cfg, err := config.Load(path, v)
+	if err != nil {
+		return nil, loadProblems(path, err)
+	}
+	a := &app{path: path, v: v, cfg: cfg, reg: prometheus.NewRegistry(), ready: make(chan struct{})}
+	a.log = newLogger(stderr, cfg.Log)
+	a.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	a.metrics = extauthz.NewMetrics(a.reg)
+	ks := token.NewKeySets(token.KeySetOptions{
+		RefreshInterval: cfg.JWKSRefreshInterval,
+		OnFetch: func(issuer, result string) {
+			a.metrics.JWKSFetches.WithLabelValues(issuer, result).Inc()
+		},
+		Logger: a.log,
+	})
+	a.rt = extauthz.NewRuntime(ks)
+	engine, verifier, err := extauthz.NewEngine(cfg, a.rt)
+	if err != nil {
+		ks.Close()
+		return nil, &exitError{code: 1, err: fmt.Errorf("%s: %w", path, err)}
+	}
+	a.verifier = verifier
+	a.srv = extauthz.NewServer(engine, extauthz.Options{Metrics: a.metrics, Logger: a.log})
+	a.metrics.RegisterTokenCache(a.reg, func() extauthz.CacheStatser { return a.currentVerifier() })
+	a.health = health.NewServer()
+	a.health.SetServingStatus("", healthpb.HealthCheckResponse_NOT_SERVING)
+	a.health.SetServingStatus(authv3.Authorization_ServiceDesc.ServiceName, healthpb.HealthCheckResponse_NOT_SERVING)
+	return a, nil
+}
+
+func (a *app) currentVerifier() *token.Verifier {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.verifier
+}
+
+func newLogger(w *os.File, l config.Log) *slog.Logger {
+	opts := &slog.HandlerOptions{Level: l.Level}
+	if l.JSON {
+		return slog.New(slog.NewJSONHandler(w, opts))
+	}
+	return slog.New(slog.NewTextHandler(w, opts))
+}
+
+func serve(ctx context.Context, path string, v *viper.Viper, stderr any) error {
+	errw, _ := stderr.(*os.File)
+	if errw == nil {
+		errw = os.Stderr
+	}
+	a, err := newApp(path, v, errw)
+	if err != nil {
+		return err
+	}
+	defer a.rt.KeySets.Close()
+	return a.run(ctx)
+}
+
+// run serves until ctx is cancelled, then shuts down gracefully: stop
+// accepting, report NOT_SERVING, drain in-flight Checks, exit.
+func (a *app) run(ctx context.Context) error {
+	grpcLis, err := net.Listen("tcp", a.cfg.Listen.GRPC)
+	if err != nil {
+		return &exitError{code: 1, err: fmt.Errorf("listen.grpc: %w", err)}
+	}
+	adminLis, err := net.Listen("tcp", a.cfg.Listen.Admin)
+	if err != nil {
+		grpcLis.Close()
+		return &exitError{code: 1, err: fmt.Errorf("listen.admin: %w", err)}
+	}
+	opts := []grpc.ServerOption{
+		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 10 * time.Second, PermitWithoutStream: true}),
+	}
+	if t := a.cfg.Listen.TLS; t != nil {
+		creds, err := serverTLS(t)
+		if err != nil {
+			grpcLis.Close()
+			adminLis.Close()
+			return &exitError{code: 1, err: fmt.Errorf("listen.tls: %w", err)}
+		}
+		opts = append(opts, grpc.Creds(creds))
+	}
+	gs := grpc.NewServer(opts...)
+	authv3.RegisterAuthorizationServer(gs, a.srv)
+	healthpb.RegisterHealthServer(gs, a.health)
+	admin := &http.Server{Handler: a.adminMux(), ReadHeaderTimeout: 5 * time.Second}
+
+	a.log.Info("stepup-authz serving", slog.String("version", versionString()),
+		slog.String("grpc", grpcLis.Addr().String()), slog.String("admin", adminLis.Addr().String()),
+		slog.Bool("tls", a.cfg.Listen.TLS != nil), slog.String("config", a.path))
+
+	errc := make(chan error, 2)
+	go func() { errc <- gs.Serve(grpcLis) }()
+	go func() {
+		if err := admin.Serve(adminLis); !errors.Is(err, http.ErrServerClosed) {
+			errc <- err
+		}
+	}()
+	watchCtx, stopWatch := context.WithCancel(ctx)
+	defer stopWatch()
+	go a.awaitReady(watchCtx)
+	go a.watch(watchCtx)
+
+	select {
+	case <-ctx.Done():
+	case err := <-errc:
+		a.log.Error("server failed", slog.Any("err", err))
+		gs.Stop()
+		_ = admin.Close()
+		return &exitError{code: 1, err: err}
+	}
+
+	a.log.Info("shutting down: draining in-flight checks")
+	a.health.Shutdown()
+	done := make(chan struct{})
+	go func() { gs.GracefulStop(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(shutdownGrace):
+		a.log.Warn("drain timed out; closing remaining connections")
+		gs.Stop()
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	_ = admin.Shutdown(sctx)
+	a.log.Info("stopped")
+	return nil
+}
+
+// awaitReady flips gRPC health to SERVING once readiness holds.
+func (a *app) awaitReady(ctx context.Context) {
+	a.currentVerifier().WaitFirstFetch(ctx)
+	if ctx.Err() != nil {
+		return
+	}
+	close(a.ready)
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	last := healthpb.HealthCheckResponse_UNKNOWN
+	for {
+		status := healthpb.HealthCheckResponse_NOT_SERVING
+		if ok, _ := a.readiness(); ok {
+			status = healthpb.HealthCheckResponse_SERVING
+		}
+		if status != last {
+			a.health.SetServingStatus("", status)
+			a.health.SetServingStatus(authv3.Authorization_ServiceDesc.ServiceName, status)
+			last = status
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+type issuerReport struct {
+	Issuer      string `json:"issuer"`
+	Fetched     bool   `json:"fetched"`
+	Keys        int    `json:"keys"`
+	LastError   string `json:"last_error,omitempty"`
+	LastSuccess string `json:"last_success,omitempty"`
+}
+
+// readiness holds once the first key fetch of every configured issuer has
+// finished and at least one issuer holds keys: one IdP being down must not
+// take every replica out of service.
+func (a *app) readiness() (bool, []issuerReport) {
+	select {
+	case <-a.ready:
+	default:
+		return false, a.issuerReports()
+	}
+	reports := a.issuerReports()
+	anyKeys, allFetched := false, true
+	for _, r := range reports {
+		anyKeys = anyKeys || r.Keys > 0
+		allFetched = allFetched && r.Fetched
+	}
+	return anyKeys && allFetched, reports
+}
+
+func (a *app) issuerReports() []issuerReport {
+	a.mu.Lock()
+	configured := map[string]bool{}
+	for _, iss := range a.cfg.Issuers {
+		configured[iss.Issuer] = true
+	}
+	a.mu.Unlock()
+	var out []issuerReport
+	for _, st := range a.rt.KeySets.Status() {
+		if !configured[st.Issuer] {
+			continue
+		}
+		r := issuerReport{Issuer: st.Issuer, Fetched: st.Fetched, Keys: st.Keys, LastError: st.LastError}
+		if !st.LastSuccess.IsZero() {
+			r.LastSuccess = st.LastSuccess.UTC().Format(time.RFC3339)
+		}
+		out = append(out, r)
+	}
+	return out
+}
+
+func (a *app) adminMux() *http.ServeMux {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		_, _ = w.Write([]byte("ok\n"))
+	})
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
+		ok, reports := a.readiness()
+		w.Header().Set("Content-Type", "application/json")
+		w.Header().Set("Cache-Control", "no-store")
+		if !ok {
+			w.WriteHeader(http.StatusServiceUnavailable)
+		}
+		_ = json.NewEncoder(w).Encode(map[string]any{"ready": ok, "issuers": reports})
+	})
+	mux.Handle("GET /metrics", promhttp.HandlerFor(a.reg, promhttp.HandlerOpts{}))
+	return mux
+}
+
+// serverTLS serves gRPC over TLS, or mutual TLS when a client CA is given,
+// for Envoys outside a mesh. Certificates are re-read when their files change.
+func serverTLS(t *config.TLS) (credentials.TransportCredentials, error) {
+	certs := &certReloader{certFile: t.CertFile, keyFile: t.KeyFile}
+	if _, err := certs.get(nil); err != nil {
+		return nil, err
+	}
+	tc := &tls.Config{MinVersion: tls.VersionTLS12, GetCertificate: certs.get}
+	if t.ClientCAFile != "" {
+		pem, err := os.ReadFile(t.ClientCAFile)
+		if err != nil {
+			return nil, err
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("client_ca_file %s: no PEM certificate found", t.ClientCAFile)
+		}
+		tc.ClientCAs = pool
+		tc.ClientAuth = tls.RequireAndVerifyClientCert
+	}
+	return credentials.NewTLS(tc), nil
+}
+
+// certReloader re-reads the key pair when the certificate file's mtime
+// changes, so cert-manager rotations need no restart.
+type certReloader struct {
+	certFile, keyFile string
+	mu                sync.Mutex
+	mtime             time.Time
+	cert              *tls.Certificate
+}
+
+func (c *certReloader) get(*tls.ClientHelloInfo) (*tls.Certificate, error) {
+	st, err := os.Stat(c.certFile)
+	if err != nil {
+		return nil, err
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.cert != nil && st.ModTime().Equal(c.mtime) {
+		return c.cert, nil
+	}
+	cert, err := tls.LoadX509KeyPair(c.certFile, c.keyFile)
+	if err != nil {
+		if c.cert != nil {
+			return c.cert, nil // keep serving the last good pair mid-rotation
+		}
+		return nil, err
+	}
+	c.cert, c.mtime = &cert, st.ModTime()
+	return c.cert, nil
+}

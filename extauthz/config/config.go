@@ -1,0 +1,322 @@
+// Package config reads the server's YAML config file, applies overrides from
+// environment variables and flags, and validates it strictly: every problem is
+// reported, one line each, naming the field it is about.
+//
+// The file is not read through viper: viper lower-cases map keys and splits
+// them on dots, which would corrupt acr values such as
+// "https://refeds.org/profile/mfa" used as keys of acr_aliases. The file is
+// decoded with sigs.k8s.io/yaml (which refuses duplicate keys) and walked by
+// hand; viper supplies only overrides (see Keys and NewViper).
+//
+// Rules beyond CONTRACT.md that this package decides:
+//   - A key set to null (or left empty in YAML) is absent and takes its
+//     default, except the policy fields, where null is an error because ""
+//     (clear the field) and absent mean different things.
+//   - clock_skew and jwks_refresh_interval take a Go duration ("30s") or a
+//     whole number of seconds (30 or "30").
+//   - token_cache_size 0 selects the default (100000); the cache cannot be
+//     disabled.
+//   - A route's match takes at most one of path, path_prefix and path_regex,
+//     as Envoy's route match does (a oneof). A route without match conditions
+//     matches every request, so any route after it is reported unreachable.
+//   - hosts match exactly (no wildcards); hosts: [] and methods: [] are errors.
+//   - log.level and log.format are case-insensitive.
+//   - File paths (listen.tls.*, ca_file) are used as written: relative paths
+//     resolve against the working directory, not the config file.
+//   - At least one issuer is required.
+package config
+
+import (
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/spf13/viper"
+	"sigs.k8s.io/yaml"
+
+	"github.com/stepup-authz/stepup-authz/policy"
+)
+
+// Defaults applied when a key is absent.
+const (
+	DefaultGRPCAddr            = ":9191"
+	DefaultAdminAddr           = ":9192"
+	DefaultClockSkew           = 30 * time.Second
+	DefaultMetadataNamespace   = "stepup"
+	DefaultJWKSRefreshInterval = 5 * time.Minute
+	MinJWKSRefreshInterval     = time.Second
+	DefaultTokenCacheSize      = 100000
+)
+
+// DefaultAlgorithms is the issuer allow-list used when an issuer names no
+// algorithms: every asymmetric JWS algorithm the server supports.
+var DefaultAlgorithms = []string{
+	"RS256", "RS384", "RS512",
+	"PS256", "PS384", "PS512",
+	"ES256", "ES384", "ES512",
+	"EdDSA",
+}
+
+// Config is a validated configuration.
+type Config struct {
+	Listen    Listen
+	Issuers   []Issuer
+	ClockSkew time.Duration // clock_skew: leeway for exp, nbf, iat and auth_time
+	// ACRLevels is the acr ladder, ascending strength (acr_levels).
+	ACRLevels policy.Levels
+	// MetadataNamespace is the route metadata namespace Envoy forwards.
+	MetadataNamespace string
+	// MachineTokens selects which tokens count as machine tokens (machine_tokens).
+	MachineTokens policy.MachineRule
+	// JWKSRefreshInterval is how often key sets are refreshed (jwks_refresh_interval).
+	JWKSRefreshInterval time.Duration
+	// TokenCacheSize is the number of verified tokens cached (token_cache_size);
+	// never 0 after validation: 0 in the file selects the default.
+	TokenCacheSize int
+	Log            Log
+	// Default is policy.default; Routes is policy.routes in order, first match wins.
+	Default policy.Layer
+	Routes  []policy.Route
+}
+
+// Listen holds the listen addresses.
+type Listen struct {
+	GRPC  string // ext_authz and gRPC health
+	Admin string // /healthz /readyz /metrics
+	// TLS, when set, serves gRPC over TLS (mutual TLS with ClientCAFile).
+	TLS *TLS
+}
+
+// TLS names the files for the gRPC listener's TLS. The files were readable
+// and parsed at validation time; the server loads them again when it starts.
+type TLS struct {
+	CertFile     string
+	KeyFile      string
+	ClientCAFile string // optional: require and verify client certificates
+}
+
+// Log is the logging setup.
+type Log struct {
+	Level slog.Level
+	JSON  bool
+}
+
+// Issuer is one trusted identity provider.
+type Issuer struct {
+	Issuer     string   // must equal the token's iss exactly
+	JWKSURI    string   // "" means discovery from Issuer
+	Audiences  []string // the token's aud must contain one of them
+	Algorithms []string // never empty after validation (DefaultAlgorithms)
+	// ACRAliases, AMRLevels and ChallengeACRValues are verbatim maps: their
+	// keys keep case, dots, colons and slashes.
+	ACRAliases         map[string]string
+	AMRLevels          map[string]string
+	ChallengeACRValues map[string]string
+	RequireTyp         string
+	CAFile             string // "" means the system roots only
+}
+
+// Rules returns how this issuer expresses authentication strength.
+func (i *Issuer) Rules() policy.IssuerRules {
+	return policy.IssuerRules{
+		ACRAliases:         i.ACRAliases,
+		AMRLevels:          i.AMRLevels,
+		ChallengeACRValues: i.ChallengeACRValues,
+	}
+}
+
+// Settings returns the server-wide inputs to every policy decision.
+func (c *Config) Settings() policy.Settings {
+	return policy.Settings{Levels: c.ACRLevels, ClockSkew: c.ClockSkew, MachineRule: c.MachineTokens}
+}
+
+// Problems is the validation error: one line per problem, each naming the
+// field path ("policy.routes[2].required_acr: ...").
+type Problems []string
+
+// Error joins the problems, one per line.
+func (p Problems) Error() string { return strings.Join(p, "\n") }
+
+// Keys lists every key that an environment variable (STEPUP_<KEY>, upper
+// case, dots as underscores) or a flag bound with viper can override.
+// issuers, acr_levels and policy take YAML (or JSON) text; the others take
+// the value itself.
+var Keys = []string{
+	"listen.grpc",
+	"listen.admin",
+	"listen.tls.cert_file",
+	"listen.tls.key_file",
+	"listen.tls.client_ca_file",
+	"issuers",
+	"clock_skew",
+	"acr_levels",
+	"metadata_namespace",
+	"machine_tokens",
+	"jwks_refresh_interval",
+	"token_cache_size",
+	"log.level",
+	"log.format",
+	"policy",
+}
+
+// structuredKeys take YAML text as their override value.
+var structuredKeys = map[string]bool{"issuers": true, "acr_levels": true, "policy": true}
+
+// EnvPrefix is the prefix of the environment variables that override keys.
+const EnvPrefix = "STEPUP"
+
+// EnvVar returns the environment variable that overrides key.
+func EnvVar(key string) string {
+	return EnvPrefix + "_" + strings.ToUpper(strings.ReplaceAll(key, ".", "_"))
+}
+
+// NewViper returns a viper bound to the environment variable STEPUP_<KEY>
+// for every key in Keys. Bind flags to it with v.BindPFlag(key, flag); a flag
+// that was set wins over the environment, which wins over the file.
+func NewViper() *viper.Viper {
+	v := viper.New()
+	v.SetEnvPrefix(EnvPrefix)
+	v.SetEnvKeyReplacer(strings.NewReplacer(".", "_"))
+	for _, k := range Keys {
+		_ = v.BindEnv(k) // only fails without a key
+	}
+	return v
+}
+
+// Load reads the file at path, applies overrides from v (environment and
+// bound flags; v may be nil), validates it and returns the config. An invalid
+// config returns Problems; a file that cannot be read returns another error.
+func Load(path string, v *viper.Viper) (*Config, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("read config: %w", err)
+	}
+	return Parse(data, v)
+}
+
+// Parse is Load from bytes. With a nil v there are no overrides.
+func Parse(data []byte, v *viper.Viper) (*Config, error) {
+	root, probs := decode(data)
+	if len(probs) > 0 {
+		return nil, probs
+	}
+	w := &walker{}
+	if v != nil {
+		applyOverrides(root, v, w)
+	}
+	cfg := build(root, w)
+	if len(w.probs) > 0 {
+		return nil, w.probs
+	}
+	return cfg, nil
+}
+
+// decode turns YAML into plain JSON values (map[string]any, []any, string,
+// float64, bool, nil), refusing duplicate keys.
+func decode(data []byte) (map[string]any, Problems) {
+	j, err := yaml.YAMLToJSONStrict(data)
+	if err != nil {
+		return nil, yamlProblems(err)
+	}
+	var doc any
+	if err := json.Unmarshal(j, &doc); err != nil {
+		return nil, Problems{"cannot decode the YAML: " + err.Error()}
+	}
+	switch x := doc.(type) {
+	case nil:
+		return nil, Problems{"the config is empty: expected a YAML mapping with at least \"issuers\""}
+	case map[string]any:
+		return x, nil
+	default:
+		return nil, Problems{"the config must be a YAML mapping of settings (" + strings.Join(topKeys, ", ") + "), got " + describe(doc)}
+	}
+}
+
+// yamlProblems splits a YAML error into one line per problem.
+func yamlProblems(err error) Problems {
+	msg := strings.TrimPrefix(err.Error(), "error converting YAML to JSON: ")
+	lines := strings.Split(msg, "\n")
+	if len(lines) > 1 && strings.HasSuffix(strings.TrimSpace(lines[0]), "errors:") {
+		var out Problems
+		for _, l := range lines[1:] {
+			if l = strings.TrimSpace(l); l != "" {
+				out = append(out, "yaml: "+l)
+			}
+		}
+		if len(out) > 0 {
+			return out
+		}
+	}
+	return Problems{strings.Join(strings.Fields(msg), " ")}
+}
+
+// applyOverrides writes every key that v has set into the decoded file.
+func applyOverrides(root map[string]any, v *viper.Viper, w *walker) {
+	for _, key := range Keys {
+		if !v.IsSet(key) {
+			continue
+		}
+		val, err := overrideValue(v, key)
+		if err != nil {
+			w.add(key, "override (%s or flag): %v", EnvVar(key), err)
+			continue
+		}
+		setPath(root, strings.Split(key, "."), val)
+	}
+}
+
+func overrideValue(v *viper.Viper, key string) (any, error) {
+	raw := v.Get(key)
+	s, isString := raw.(string)
+	if structuredKeys[key] {
+		if !isString {
+			// Set programmatically (v.Set): normalise to JSON values.
+			b, err := json.Marshal(raw)
+			if err != nil {
+				return nil, err
+			}
+			var out any
+			err = json.Unmarshal(b, &out)
+			return out, err
+		}
+		j, err := yaml.YAMLToJSONStrict([]byte(s))
+		if err != nil {
+			return nil, fmt.Errorf("not valid YAML: %s", strings.Join(yamlProblems(err), "; "))
+		}
+		var out any
+		err = json.Unmarshal(j, &out)
+		return out, err
+	}
+	if !isString {
+		s = v.GetString(key)
+	}
+	if key == "token_cache_size" {
+		if n, err := strconv.Atoi(strings.TrimSpace(s)); err == nil {
+			return float64(n), nil
+		}
+	}
+	return s, nil
+}
+
+// setPath sets root[a][b]... = val, creating mappings on the way. Where the
+// file holds something else than a mapping the override is dropped; the
+// file's value is reported by validation.
+func setPath(root map[string]any, path []string, val any) {
+	m := root
+	for _, k := range path[:len(path)-1] {
+		next, ok := m[k].(map[string]any)
+		if !ok {
+			if m[k] != nil {
+				return
+			}
+			next = map[string]any{}
+			m[k] = next
+		}
+		m = next
+	}
+	m[path[len(path)-1]] = val
+}

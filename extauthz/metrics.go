@@ -1,0 +1,101 @@
+package extauthz
+
+import (
+	"sync"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/stepup-authz/stepup-authz/policy"
+)
+
+// Metrics are the server's Prometheus series. Labels use the closed reason
+// vocabulary, so dashboards and logs speak the same words.
+type Metrics struct {
+	Decisions     *prometheus.CounterVec
+	CheckDuration prometheus.Histogram
+	JWKSFetches   *prometheus.CounterVec
+	Reloads       *prometheus.CounterVec
+	LoopSuspected *prometheus.CounterVec
+}
+
+// NewMetrics registers the series with reg.
+func NewMetrics(reg prometheus.Registerer) *Metrics {
+	m := &Metrics{
+		Decisions: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "stepup_decisions_total",
+			Help: "Check decisions by decision (allow, deny, dry_run_deny), reason and policy name.",
+		}, []string{"decision", "reason", "policy"}),
+		CheckDuration: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "stepup_check_duration_seconds",
+			Help:    "Time to answer one Check, from request to response.",
+			Buckets: []float64{.00005, .0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1},
+		}),
+		JWKSFetches: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "stepup_jwks_fetches_total",
+			Help: "JWKS and discovery fetches by issuer and result.",
+		}, []string{"issuer", "result"}),
+		Reloads: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "stepup_config_reloads_total",
+			Help: "Config reloads by result (ok, invalid).",
+		}, []string{"result"}),
+		LoopSuspected: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "stepup_step_up_loop_suspected_total",
+			Help: "Freshly issued tokens that still fail the step-up requirement: likely an IdP that leaves acr or auth_time out of access tokens.",
+		}, []string{"issuer", "reason"}),
+	}
+	reg.MustRegister(m.Decisions, m.CheckDuration, m.JWKSFetches, m.Reloads, m.LoopSuspected)
+	for _, r := range policy.Reasons {
+		decision := "deny"
+		if policy.OutcomeOf(r) == policy.Allow {
+			decision = "allow"
+		}
+		m.Decisions.WithLabelValues(decision, string(r), "")
+	}
+	m.Reloads.WithLabelValues("ok")
+	m.Reloads.WithLabelValues("invalid")
+	return m
+}
+
+// RegisterTokenCache exports the verified-token cache's hit and miss counts.
+// The verifier is replaced on every reload, so counts of retired verifiers
+// are carried forward to keep the counter monotonic.
+func (m *Metrics) RegisterTokenCache(reg prometheus.Registerer, current func() CacheStatser) {
+	c := &cacheCollector{current: current,
+		desc: prometheus.NewDesc("stepup_token_cache_requests_total",
+			"Verified-token cache lookups by result (hit, miss).", []string{"result"}, nil)}
+	reg.MustRegister(c)
+}
+
+// CacheStatser is a verifier that counts its cache hits and misses.
+type CacheStatser interface {
+	CacheStats() (hits, misses uint64)
+}
+
+type cacheCollector struct {
+	desc    *prometheus.Desc
+	current func() CacheStatser
+	mu      sync.Mutex
+	last    CacheStatser
+	base    [2]uint64
+	seen    [2]uint64
+}
+
+func (c *cacheCollector) Describe(ch chan<- *prometheus.Desc) { ch <- c.desc }
+
+func (c *cacheCollector) Collect(ch chan<- prometheus.Metric) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	v := c.current()
+	if v != c.last {
+		c.base[0] += c.seen[0]
+		c.base[1] += c.seen[1]
+		c.seen = [2]uint64{}
+		c.last = v
+	}
+	if v != nil {
+		h, m := v.CacheStats()
+		c.seen = [2]uint64{h, m}
+	}
+	ch <- prometheus.MustNewConstMetric(c.desc, prometheus.CounterValue, float64(c.base[0]+c.seen[0]), "hit")
+	ch <- prometheus.MustNewConstMetric(c.desc, prometheus.CounterValue, float64(c.base[1]+c.seen[1]), "miss")
+}

@@ -1,0 +1,89 @@
+package extauthz
+
+import (
+	"strings"
+
+	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
+	"google.golang.org/protobuf/types/known/structpb"
+
+	"github.com/stepup-authz/stepup-authz/policy"
+)
+
+// attributes is what a decision needs from a CheckRequest, read once.
+type attributes struct {
+	method string
+	host   string
+	// path is as Envoy sent it, query string included; route matching strips it.
+	path string
+	// authorization holds every Authorization value: one from Envoy's joined
+	// header map, possibly several from raw header_map.
+	authorization []string
+	// stepupHeaders are the client-sent x-stepup-* header names, lower-cased.
+	stepupHeaders []string
+	requestID     string
+	// metadata is route_metadata_context.filter_metadata[namespace], if any.
+	metadata *structpb.Struct
+	// extensions are the per-route context_extensions, if any.
+	extensions map[string]string
+}
+
+const stepupPrefix = "x-stepup-"
+
+// readAttributes converts a CheckRequest into attributes. Envoy lower-cases
+// header names in `headers`; with encode_raw_headers it sends `header_map`
+// instead, unmerged and unsanitised, so names are compared case-insensitively.
+func readAttributes(req *authv3.CheckRequest, namespace string) attributes {
+	attrs := req.GetAttributes()
+	http := attrs.GetRequest().GetHttp()
+	a := attributes{
+		method:     http.GetMethod(),
+		host:       http.GetHost(),
+		path:       http.GetPath(),
+		extensions: attrs.GetContextExtensions(),
+	}
+	if md := attrs.GetRouteMetadataContext().GetFilterMetadata(); md != nil {
+		a.metadata = md[namespace]
+	}
+	if headers := http.GetHeaders(); len(headers) > 0 {
+		for k, v := range headers {
+			a.header(k, v)
+		}
+	} else {
+		for _, hv := range http.GetHeaderMap().GetHeaders() {
+			v := hv.GetValue()
+			if raw := hv.GetRawValue(); len(raw) > 0 {
+				v = string(raw)
+			}
+			a.header(strings.ToLower(hv.GetKey()), v)
+		}
+	}
+	return a
+}
+
+func (a *attributes) header(name, value string) {
+	switch {
+	case name == "authorization":
+		a.authorization = append(a.authorization, value)
+	case name == ":authority":
+		if a.host == "" {
+			a.host = value
+		}
+	case name == ":path":
+		if a.path == "" {
+			a.path = value
+		}
+	case name == ":method":
+		if a.method == "" {
+			a.method = value
+		}
+	case name == "x-request-id":
+		a.requestID = value
+	case len(name) > len(stepupPrefix) && strings.EqualFold(name[:len(stepupPrefix)], stepupPrefix):
+		a.stepupHeaders = append(a.stepupHeaders, strings.ToLower(name))
+	}
+}
+
+// routeRequest is what config route matching looks at.
+func (a *attributes) routeRequest() policy.Request {
+	return policy.Request{Host: a.host, Method: a.method, Path: a.path}
+}

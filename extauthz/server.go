@@ -1,0 +1,234 @@
+// Package extauthz is the Envoy external-authorization gRPC service:
+// CheckRequest in, CheckResponse out, with the wire form of every decision
+// (CONTRACT.md, "Decisions" and "Wire details").
+package extauthz
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"sync/atomic"
+	"time"
+
+	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
+
+	"github.com/stepup-authz/stepup-authz/extauthz/token"
+	"github.com/stepup-authz/stepup-authz/policy"
+)
+
+// Server answers Envoy's Check calls with the current Engine.
+type Server struct {
+	authv3.UnimplementedAuthorizationServer
+
+	engine  atomic.Pointer[Engine]
+	metrics *Metrics
+	log     *slog.Logger
+	now     func() time.Time
+}
+
+// Options configure a Server; zero values are usable.
+type Options struct {
+	Metrics *Metrics
+	Logger  *slog.Logger
+	Now     func() time.Time
+}
+
+// NewServer returns a Server answering with e.
+func NewServer(e *Engine, opts Options) *Server {
+	s := &Server{metrics: opts.Metrics, log: opts.Logger, now: opts.Now}
+	if s.log == nil {
+		s.log = slog.New(slog.DiscardHandler)
+	}
+	if s.now == nil {
+		s.now = time.Now
+	}
+	s.engine.Store(e)
+	return s
+}
+
+// Swap replaces the engine atomically; in-flight Checks finish with the old one.
+func (s *Server) Swap(e *Engine) { s.engine.Store(e) }
+
+// Engine returns the engine currently answering.
+func (s *Server) Engine() *Engine { return s.engine.Load() }
+
+// Check implements envoy.service.auth.v3.Authorization. It never returns a
+// gRPC error for a decision: Envoy would drop our status, body and headers.
+func (s *Server) Check(ctx context.Context, req *authv3.CheckRequest) (*authv3.CheckResponse, error) {
+	start := time.Now()
+	r := s.Evaluate(ctx, req)
+	if s.metrics != nil {
+		s.metrics.CheckDuration.Observe(time.Since(start).Seconds())
+	}
+	return r.Response, nil
+}
+
+// Result is one evaluated request: the decision, the policy that applied and
+// where each of its fields came from, and the response for Envoy.
+type Result struct {
+	Decision   policy.Decision
+	DryRun     bool
+	Provenance policy.Provenance
+	Claims     *policy.Claims
+	Response   *authv3.CheckResponse
+}
+
+// Evaluate runs the request flow of DESIGN.md: read the attributes, resolve
+// the policy, verify the token, decide, write the response.
+func (s *Server) Evaluate(ctx context.Context, req *authv3.CheckRequest) Result {
+	e := s.engine.Load()
+	a := readAttributes(req, e.Namespace)
+	o := outcome{rules: &policy.IssuerRules{}}
+	var prov policy.Provenance
+
+	p, prov, err := e.resolve(&a)
+	switch {
+	case err != nil:
+		o.decision = policy.Deny(policy.ReasonPolicyError, err.Error(), policy.Policy{})
+	case p.EffectiveMode() == policy.ModeOff:
+		o.decision = policy.Decision{Reason: policy.ReasonModeOff, Policy: p}
+	default:
+		o.decision, o.claims = s.judge(ctx, e, &a, &p)
+		if o.claims != nil {
+			o.rules = e.rules(o.claims.Issuer)
+		}
+		o.dryRun = p.EffectiveMode() == policy.ModeDryRun && !o.decision.Allowed()
+	}
+
+	s.report(&o, &a)
+	return Result{
+		Decision:   o.decision,
+		DryRun:     o.dryRun,
+		Provenance: prov,
+		Claims:     o.claims,
+		Response:   buildResponse(&o, &a),
+	}
+}
+
+// judge verifies the bearer token and decides on its claims.
+func (s *Server) judge(ctx context.Context, e *Engine, a *attributes, p *policy.Policy) (policy.Decision, *policy.Claims) {
+	raw, err := token.Bearer(a.authorization)
+	if err != nil {
+		return tokenDenial(err, *p), nil
+	}
+	claims, err := e.Verifier.Verify(ctx, raw)
+	if err != nil {
+		return tokenDenial(err, *p), nil
+	}
+	if !headerSafe(claims.Subject) || (claims.HasACR && !headerSafe(claims.ACR)) {
+		// These go upstream as header values; a CR or LF there is an injection.
+		return policy.Deny(policy.ReasonTokenInvalid, "unsafe_claim", *p), nil
+	}
+	return policy.Decide(claims, p, e.rules(claims.Issuer), &e.Settings, s.now()), claims
+}
+
+// tokenDenial maps a bearer or verification error to its reason. Anything
+// not understood fails closed with 503, never a 401 that would send the user
+// into a pointless sign-in loop.
+func tokenDenial(err error, p policy.Policy) policy.Decision {
+	var invalid *token.InvalidError
+	switch {
+	case errors.Is(err, token.ErrNoToken):
+		return policy.Deny(policy.ReasonTokenMissing, "", p)
+	case errors.As(err, &invalid):
+		return policy.Deny(policy.ReasonTokenInvalid, invalid.Detail, p)
+	case errors.Is(err, token.ErrKeysUnavailable):
+		return policy.Deny(policy.ReasonKeysUnavailable, err.Error(), p)
+	default:
+		return policy.Deny(policy.ReasonKeysUnavailable, err.Error(), p)
+	}
+}
+
+func headerSafe(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; (c < 0x20 && c != '\t') || c == 0x7f {
+			return false
+		}
+	}
+	return true
+}
+
+// loopWindow is how fresh a token must be for a repeated step-up failure to
+// look like an IdP that cannot satisfy the route rather than an old session.
+const loopWindow = time.Minute
+
+// report logs and counts the decision: one line per denial at the default
+// level, never the token itself.
+func (s *Server) report(o *outcome, a *attributes) {
+	d := &o.decision
+	decision := "allow"
+	switch {
+	case o.dryRun:
+		decision = "dry_run_deny"
+	case !d.Allowed():
+		decision = "deny"
+	}
+	if s.metrics != nil {
+		s.metrics.Decisions.WithLabelValues(decision, string(d.Reason), d.Policy.Name).Inc()
+	}
+	if decision == "allow" {
+		if s.log.Enabled(context.Background(), slog.LevelDebug) {
+			s.log.Debug("allowed", s.logAttrs(o, a)...)
+		}
+		return
+	}
+	msg := "denied"
+	if o.dryRun {
+		msg = "dry run: would have denied"
+	}
+	s.log.Info(msg, s.logAttrs(o, a)...)
+
+	if d.Outcome() == policy.StepUp && o.claims != nil && !o.claims.IssuedAt.IsZero() {
+		if age := s.now().Sub(o.claims.IssuedAt); age >= 0 && age <= loopWindow {
+			s.log.Warn("step-up loop suspected: a token issued moments ago still fails the route; "+
+				"check that the IdP puts acr and auth_time in access tokens and honours acr_values/max_age",
+				slog.String("issuer", o.claims.Issuer), slog.String("reason", string(d.Reason)),
+				slog.Duration("token_age", age), slog.String("policy", d.Policy.Name))
+			if s.metrics != nil {
+				s.metrics.LoopSuspected.WithLabelValues(o.claims.Issuer, string(d.Reason)).Inc()
+			}
+		}
+	}
+}
+
+func (s *Server) logAttrs(o *outcome, a *attributes) []any {
+	d := &o.decision
+	attrs := []any{
+		slog.String("reason", string(d.Reason)),
+		slog.String("method", a.method),
+		slog.String("host", a.host),
+		slog.String("path", pathOnly(a.path)),
+	}
+	if d.Detail != "" {
+		attrs = append(attrs, slog.String("detail", d.Detail))
+	}
+	if d.Policy.Name != "" {
+		attrs = append(attrs, slog.String("policy", d.Policy.Name))
+	}
+	if d.Policy.RequiredACR != "" {
+		attrs = append(attrs, slog.String("required_acr", d.Policy.RequiredACR))
+	}
+	if d.Policy.HasMaxAge {
+		attrs = append(attrs, slog.Int64("max_age", int64(d.Policy.MaxAge.Seconds())))
+	}
+	if c := o.claims; c != nil {
+		attrs = append(attrs, slog.String("iss", c.Issuer), slog.String("sub", c.Subject))
+		if d.Level != "" {
+			attrs = append(attrs, slog.String("acr", d.Level))
+		}
+	}
+	if a.requestID != "" {
+		attrs = append(attrs, slog.String("request_id", a.requestID))
+	}
+	return attrs
+}
+
+// pathOnly drops the query string, which may carry secrets.
+func pathOnly(p string) string {
+	for i := 0; i < len(p); i++ {
+		if p[i] == '?' {
+			return p[:i]
+		}
+	}
+	return p
+}
