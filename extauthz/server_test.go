@@ -378,7 +378,6 @@ func TestAllowSetsIdentityHeadersAndStripsForgedOnes(t *testing.T) {
 	}
 }
 
-
 func contains(list []string, s string) bool {
 	for _, v := range list {
 		if v == s {
