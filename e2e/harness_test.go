@@ -75,14 +75,19 @@ func startIdP(t *testing.T) *devidp.IdP {
 	return idp
 }
 
-// startServer writes config (with {{ISSUER}}, {{GRPC}} and {{ADMIN}} filled in),
-// starts the binary and waits until /readyz answers 200.
-func startServer(t *testing.T, idp *devidp.IdP, config string) *server {
+// launchServer writes config (with {{ISSUER}}, {{GRPC}} and {{ADMIN}} filled
+// in) and starts the binary with extra environment env (where {{GRPC}} and
+// {{ADMIN}} are filled in too), without waiting.
+func launchServer(t *testing.T, idp *devidp.IdP, config string, env ...string) *server {
 	t.Helper()
 	s := &server{grpcAddr: freeAddr(t), adminAddr: freeAddr(t), stderr: &syncBuffer{}, done: make(chan error, 1)}
 	s.configPath = filepath.Join(t.TempDir(), "config.yaml")
 	s.writeConfig(t, idp, config)
 	s.cmd = exec.Command(binary, "serve", "--config", s.configPath)
+	s.cmd.Env = os.Environ()
+	for _, kv := range env {
+		s.cmd.Env = append(s.cmd.Env, strings.NewReplacer("{{GRPC}}", s.grpcAddr, "{{ADMIN}}", s.adminAddr).Replace(kv))
+	}
 	s.cmd.Stderr = s.stderr
 	s.cmd.Stdout = s.stderr
 	if err := s.cmd.Start(); err != nil {
@@ -98,13 +103,20 @@ func startServer(t *testing.T, idp *devidp.IdP, config string) *server {
 			t.Logf("server output:\n%s", s.stderr.String())
 		}
 	})
-	s.waitReady(t)
 	conn, err := grpc.NewClient(s.grpcAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { conn.Close() })
 	s.client = authv3.NewAuthorizationClient(conn)
+	return s
+}
+
+// startServer launches the binary and waits until /readyz answers 200.
+func startServer(t *testing.T, idp *devidp.IdP, config string, env ...string) *server {
+	t.Helper()
+	s := launchServer(t, idp, config, env...)
+	s.waitReady(t)
 	return s
 }
 

@@ -68,6 +68,11 @@ policy:
 
 func newHarness(t *testing.T) *harness {
 	t.Helper()
+	return newHarnessWith(t, extauthz.Options{})
+}
+
+func newHarnessWith(t *testing.T, opts extauthz.Options) *harness {
+	t.Helper()
 	idp, err := devidp.New(audience)
 	if err != nil {
 		t.Fatal(err)
@@ -95,7 +100,7 @@ func newHarness(t *testing.T) *harness {
 		t.Fatal(err)
 	}
 	gs := grpc.NewServer()
-	authv3.RegisterAuthorizationServer(gs, extauthz.NewServer(engine, extauthz.Options{}))
+	authv3.RegisterAuthorizationServer(gs, extauthz.NewServer(engine, opts))
 	go func() { _ = gs.Serve(lis) }()
 	t.Cleanup(gs.Stop)
 	conn, err := grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))

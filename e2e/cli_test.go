@@ -1,0 +1,173 @@
+package e2e
+
+import (
+	"bytes"
+	"errors"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// run executes the binary and returns its exit code, stdout and stderr.
+func run(t *testing.T, env []string, args ...string) (int, string, string) {
+	t.Helper()
+	cmd := exec.Command(binary, args...)
+	cmd.Env = append(os.Environ(), env...)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	err := cmd.Run()
+	var ee *exec.ExitError
+	switch {
+	case err == nil:
+		return 0, stdout.String(), stderr.String()
+	case errors.As(err, &ee):
+		return ee.ExitCode(), stdout.String(), stderr.String()
+	default:
+		t.Fatalf("run %v: %v", args, err)
+		return -1, "", ""
+	}
+}
+
+func writeFile(t *testing.T, name, content string) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), name)
+	if err := os.WriteFile(p, []byte(content), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func TestValidateNamesEveryProblem(t *testing.T) {
+	bad := writeFile(t, "bad.yaml", `
+issuers:
+  - issuer: "https://idp.example.com"
+    jwks_uri: "http://idp.example.com/jwks.json"
+policy:
+  routes:
+    - name: a
+      match: { path_prefix: /a }
+      required_acr: aal9
+    - name: b
+      match: { path_prefix: /b }
+      requried_acr: aal2
+`)
+	code, _, stderr := run(t, nil, "validate", "--config", bad)
+	if code != 1 {
+		t.Fatalf("exit %d, want 1; stderr:\n%s", code, stderr)
+	}
+	for _, want := range []string{
+		`issuers[0].audiences`,
+		`issuers[0].jwks_uri`,
+		`policy.routes[0].required_acr: "aal9" is not one of acr_levels [aal1 aal2 aal3]`,
+		`policy.routes[1].requried_acr`,
+	} {
+		if !strings.Contains(stderr, want) {
+			t.Errorf("validate output lacks %q:\n%s", want, stderr)
+		}
+	}
+
+	good := writeFile(t, "good.yaml", `
+issuers:
+  - issuer: "https://idp.example.com"
+    audiences: ["https://api.example.com"]
+    acr_aliases: { "https://refeds.org/profile/mfa": aal2 }
+`)
+	if code, stdout, stderr := run(t, nil, "validate", "--config", good); code != 0 || !strings.Contains(stdout, "ok") {
+		t.Fatalf("valid config: exit %d\n%s%s", code, stdout, stderr)
+	}
+}
+
+func TestCheckCommand(t *testing.T) {
+	idp := startIdP(t)
+	cfg := writeFile(t, "config.yaml", strings.ReplaceAll(`
+issuers:
+  - issuer: "{{ISSUER}}"
+    jwks_uri: "{{ISSUER}}/jwks.json"
+    audiences: ["https://api.example.com"]
+policy:
+  default: { required_acr: aal1 }
+  routes:
+    - name: payout-destination
+      match: { path_prefix: /api/payout-destination, methods: [POST] }
+      required_acr: aal2
+`, "{{ISSUER}}", idp.Issuer))
+	aal1 := userToken(t, idp, "aal1", time.Minute)
+
+	t.Run("deny exits 1 and shows the policy's sources and the response", func(t *testing.T) {
+		code, out, stderr := run(t, nil, "check", "--config", cfg, "--token", aal1, "--method", "POST",
+			"--path", "/api/payout-destination", "--metadata", `{"max_age": 300}`)
+		if code != 1 {
+			t.Fatalf("exit %d, want 1\n%s%s", code, out, stderr)
+		}
+		for _, want := range []string{
+			"decision: deny", "reason:   acr_too_low",
+			"required_acr    from policy.routes[payout-destination]",
+			"max_age         from route_metadata",
+			"HTTP 401",
+			`www-authenticate: Bearer error="insufficient_user_authentication"`,
+			`{"error":"step_up_required","required_acr":"aal2","max_age":300}`,
+		} {
+			if !strings.Contains(out, want) {
+				t.Errorf("output lacks %q:\n%s", want, out)
+			}
+		}
+	})
+	t.Run("allow exits 0 and shows the upstream headers", func(t *testing.T) {
+		code, out, stderr := run(t, nil, "check", "--config", cfg, "--token", aal1, "--method", "GET", "--path", "/home")
+		if code != 0 {
+			t.Fatalf("exit %d, want 0\n%s%s", code, out, stderr)
+		}
+		for _, want := range []string{"decision: allow", "required_acr    from policy.default", "set upstream header x-stepup-sub: user-42"} {
+			if !strings.Contains(out, want) {
+				t.Errorf("output lacks %q:\n%s", want, out)
+			}
+		}
+	})
+	t.Run("a config that cannot be loaded exits 2", func(t *testing.T) {
+		code, out, stderr := run(t, nil, "check", "--config", filepath.Join(t.TempDir(), "missing.yaml"), "--path", "/")
+		if code != 2 {
+			t.Fatalf("exit %d, want 2\n%s%s", code, out, stderr)
+		}
+	})
+	t.Run("malformed --metadata exits 2", func(t *testing.T) {
+		code, _, stderr := run(t, nil, "check", "--config", cfg, "--path", "/", "--metadata", "{not json")
+		if code != 2 || !strings.Contains(stderr, "--metadata") {
+			t.Fatalf("exit %d, stderr %q; want 2 naming --metadata", code, stderr)
+		}
+	})
+}
+
+func TestVersion(t *testing.T) {
+	code, out, _ := run(t, nil, "version")
+	if code != 0 || !strings.HasPrefix(out, "stepup-authz ") {
+		t.Fatalf("version: exit %d, %q", code, out)
+	}
+}
+
+// Every config key can be set by environment; here the listen addresses in
+// the file are unusable and only STEPUP_LISTEN_GRPC and STEPUP_LISTEN_ADMIN work.
+func TestEnvironmentOverridesConfig(t *testing.T) {
+	idp := startIdP(t)
+	s := startServer(t, idp, `
+listen: { grpc: "127.0.0.1:1", admin: "127.0.0.1:1" }
+issuers:
+  - issuer: "{{ISSUER}}"
+    jwks_uri: "{{ISSUER}}/jwks.json"
+    audiences: ["https://api.example.com"]
+`, "STEPUP_LISTEN_GRPC={{GRPC}}", "STEPUP_LISTEN_ADMIN={{ADMIN}}")
+	if resp := s.check(t, "GET", "/", userToken(t, idp, "aal1", 0)); resp.GetStatus().GetCode() != 0 {
+		t.Fatalf("Check over the address from STEPUP_LISTEN_GRPC: %s", describe(resp))
+	}
+	s.stop(t)
+}
+
+func TestServeRefusesAnInvalidConfig(t *testing.T) {
+	bad := writeFile(t, "bad.yaml", "issuers: []\nclock_skew: yes\n")
+	code, _, stderr := run(t, nil, "serve", "--config", bad)
+	if code != 1 || !strings.Contains(stderr, "clock_skew") {
+		t.Fatalf("exit %d, stderr:\n%s\nwant 1 naming clock_skew", code, stderr)
+	}
+}
