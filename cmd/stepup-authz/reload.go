@@ -88,6 +88,8 @@ func (a *app) reload(ctx context.Context, data []byte) {
 			a.cfg, a.verifier = cfg, verifier
 			a.mu.Unlock()
 			a.srv.Swap(engine)
+			// Stop refreshing the keys of issuers that left the config.
+			a.rt.KeySets.Retain(verifier)
 		}
 	}
 	if err != nil {

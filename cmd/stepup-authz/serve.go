@@ -277,17 +277,8 @@ func (a *app) readiness() (bool, []issuerReport) {
 }
 
 func (a *app) issuerReports() []issuerReport {
-	a.mu.Lock()
-	configured := map[string]bool{}
-	for _, iss := range a.cfg.Issuers {
-		configured[iss.Issuer] = true
-	}
-	a.mu.Unlock()
 	var out []issuerReport
-	for _, st := range a.rt.KeySets.Status() {
-		if !configured[st.Issuer] {
-			continue
-		}
+	for _, st := range a.currentVerifier().Status() {
 		r := issuerReport{Issuer: st.Issuer, Fetched: st.Fetched, Keys: st.Keys, LastError: st.LastError}
 		if !st.LastSuccess.IsZero() {
 			r.LastSuccess = st.LastSuccess.UTC().Format(time.RFC3339)

@@ -1,0 +1,81 @@
+package token
+
+import "strings"
+
+// MaxTokenBytes is the longest token accepted; longer ones are invalid ("too_large")
+// before any parsing.
+const MaxTokenBytes = 16384
+
+// Bearer extracts the token from the values of the Authorization header. values holds
+// every value seen for the header: Envoy's header map joins repeated headers into one
+// value with ","; raw header_map entries may give several.
+//
+// Rules:
+//   - no value, an empty value, another scheme ("Basic ...") or "Bearer" without a token
+//     returns ErrNoToken;
+//   - more than one value, or a value containing "," (two credentials joined by Envoy),
+//     returns an *InvalidError "multiple_credentials", whatever the schemes;
+//   - the scheme is case-insensitive (RFC 7235 §2.1); leading and trailing blanks of the
+//     value are ignored and the scheme may be followed by any run of spaces or tabs
+//     (RFC 7235 asks for one space; proxies and hand-written clients send more);
+//   - the token must match RFC 6750 §2.1 b64token, so a token containing a blank or any
+//     other character is "malformed";
+//   - a token longer than MaxTokenBytes is "too_large".
+func Bearer(values []string) (string, error) {
+	switch len(values) {
+	case 0:
+		return "", ErrNoToken
+	case 1:
+	default:
+		return "", invalid(DetailMultipleCredentials, "%d authorization headers", len(values))
+	}
+	v := values[0]
+	if strings.IndexByte(v, ',') >= 0 {
+		return "", invalid(DetailMultipleCredentials, "authorization header holds a list")
+	}
+	v = strings.Trim(v, " \t")
+	scheme, rest := v, ""
+	if i := strings.IndexAny(v, " \t"); i >= 0 {
+		scheme, rest = v[:i], v[i+1:]
+	}
+	if !strings.EqualFold(scheme, "bearer") {
+		return "", ErrNoToken
+	}
+	tok := strings.TrimLeft(rest, " \t")
+	if tok == "" {
+		return "", ErrNoToken
+	}
+	if len(tok) > MaxTokenBytes {
+		return "", invalid(DetailTooLarge, "token is %d bytes, limit %d", len(tok), MaxTokenBytes)
+	}
+	if !isB64Token(tok) {
+		return "", invalid(DetailMalformed, "token is not an RFC 6750 b64token")
+	}
+	return tok, nil
+}
+
+// isB64Token reports whether s matches RFC 6750 §2.1:
+// b64token = 1*( ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" / "/" ) *"=".
+func isB64Token(s string) bool {
+	i := 0
+	for i < len(s) && isB64Char(s[i]) {
+		i++
+	}
+	if i == 0 {
+		return false
+	}
+	for ; i < len(s); i++ {
+		if s[i] != '=' {
+			return false
+		}
+	}
+	return true
+}
+
+func isB64Char(c byte) bool {
+	switch {
+	case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9':
+		return true
+	}
+	return c == '-' || c == '.' || c == '_' || c == '~' || c == '+' || c == '/'
+}

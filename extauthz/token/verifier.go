@@ -1,0 +1,398 @@
+package token
+
+import (
+	"context"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"net/http"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/golang-jwt/jwt/v5"
+
+	"github.com/stepup-authz/stepup-authz/policy"
+)
+
+// DefaultAlgorithms returns the algorithms accepted when an issuer lists none; they are
+// also every algorithm an issuer may list.
+func DefaultAlgorithms() []string {
+	return []string{"RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA"}
+}
+
+const (
+	defaultCacheSize = 100000
+	// maxKeyTries bounds how many keys a token without kid is tried against.
+	maxKeyTries = 8
+)
+
+// IssuerConfig is one trusted token issuer.
+type IssuerConfig struct {
+	// Issuer must equal the token's iss exactly.
+	Issuer string
+	// JWKSURI is where the keys are; "" means OIDC discovery at
+	// Issuer + "/.well-known/openid-configuration". https, or http on a loopback host.
+	JWKSURI string
+	// Audiences: the token's aud must contain one of them. At least one is required.
+	Audiences []string
+	// Algorithms is the allow-list of signature algorithms (case-sensitive, RFC 7518
+	// names); empty means DefaultAlgorithms(). HMAC (HS*) and "none" are refused even when listed.
+	Algorithms []string
+	// RequireTyp, when set, must match the header typ case-insensitively, with or
+	// without the "application/" prefix (RFC 7515 §4.1.9, RFC 9068 §2.1).
+	RequireTyp string
+	// HTTPClient fetches discovery and JWKS; nil means a client with a 5s timeout.
+	// Redirects are limited to 5 and must stay on https (or loopback http).
+	HTTPClient *http.Client
+	// HTTPClientKey, when set, identifies HTTPClient for key set reuse across reloads
+	// (e.g. the ca_file path and its content hash), so a rebuilt but equivalent client
+	// keeps the cached keys; "" means the *http.Client pointer is the identity.
+	HTTPClientKey string
+}
+
+// Options tune a Verifier.
+type Options struct {
+	// ClockSkew is the leeway for exp, nbf and iat.
+	ClockSkew time.Duration
+	// Now is the clock; nil means time.Now.
+	Now func() time.Time
+	// CacheSize bounds the verified-token cache; 0 means 100000, negative disables it.
+	CacheSize int
+	// MachineRule is not used by this package; it lets callers keep their verifier
+	// settings in one struct.
+	MachineRule string
+}
+
+// Verifier verifies bearer JWTs against a fixed set of issuers. Build one per
+// configuration with NewVerifier; it is safe for concurrent use.
+type Verifier struct {
+	issuers map[string]*issuer
+	order   []*issuer
+	now     func() time.Time
+	cache   *tokenCache // nil when disabled
+}
+
+// issuer is the verification state of one IssuerConfig.
+type issuer struct {
+	name      string
+	algs      []string
+	typ       string // normalized RequireTyp; "" means no check
+	validator *jwt.Validator
+	keys      *keySet
+}
+
+// NewVerifier checks the issuer configurations and returns a Verifier using ks for keys.
+// Key sets of new issuers start fetching in the background; an issuer whose key set
+// already runs in ks (same issuer, jwks_uri and client identity) keeps its keys. The
+// verified-token cache starts empty.
+func NewVerifier(ks *KeySets, issuers []IssuerConfig, opts Options) (*Verifier, error) {
+	if ks == nil {
+		return nil, errors.New("token: NewVerifier needs a KeySets")
+	}
+	if opts.ClockSkew < 0 {
+		return nil, fmt.Errorf("token: clock skew %v is negative", opts.ClockSkew)
+	}
+	now := opts.Now
+	if now == nil {
+		now = time.Now
+	}
+	v := &Verifier{issuers: make(map[string]*issuer, len(issuers)), now: now}
+	for i, cfg := range issuers {
+		if _, dup := v.issuers[cfg.Issuer]; dup {
+			return nil, fmt.Errorf("issuers[%d] %q: issuer is configured twice", i, cfg.Issuer)
+		}
+		is, err := newIssuer(cfg, opts.ClockSkew, now)
+		if err != nil {
+			return nil, fmt.Errorf("issuers[%d] %q: %w", i, cfg.Issuer, err)
+		}
+		v.issuers[cfg.Issuer] = is
+		v.order = append(v.order, is)
+	}
+	// Start key sets only once the whole configuration is known to be valid.
+	for i, cfg := range issuers {
+		s, err := ks.acquire(cfg)
+		if err != nil {
+			return nil, fmt.Errorf("issuers[%d] %q: %w", i, cfg.Issuer, err)
+		}
+		v.order[i].keys = s
+	}
+	size := opts.CacheSize
+	if size == 0 {
+		size = defaultCacheSize
+	}
+	if size > 0 {
+		v.cache = newTokenCache(size)
+	}
+	return v, nil
+}
+
+func newIssuer(cfg IssuerConfig, skew time.Duration, now func() time.Time) (*issuer, error) {
+	if cfg.Issuer == "" {
+		return nil, errors.New("issuer is empty")
+	}
+	if len(cfg.Audiences) == 0 {
+		return nil, errors.New("no audiences: a token for any audience would be accepted")
+	}
+	if slices.Contains(cfg.Audiences, "") {
+		return nil, errors.New("audiences: empty audience")
+	}
+	algs := cfg.Algorithms
+	if len(algs) == 0 {
+		algs = DefaultAlgorithms()
+	}
+	for _, a := range algs {
+		if signingMethod(a) == nil {
+			if strings.HasPrefix(strings.ToUpper(a), "HS") || strings.EqualFold(a, "none") {
+				return nil, fmt.Errorf("algorithms: %q is never allowed: only asymmetric signatures are accepted", a)
+			}
+			return nil, fmt.Errorf("algorithms: %q is not one of %v", a, DefaultAlgorithms())
+		}
+	}
+	if cfg.JWKSURI != "" {
+		if err := checkFetchURL(cfg.JWKSURI); err != nil {
+			return nil, fmt.Errorf("jwks_uri: %w", err)
+		}
+	} else if err := checkFetchURL(discoveryURL(cfg.Issuer)); err != nil {
+		return nil, fmt.Errorf("no jwks_uri, and discovery is impossible: %w", err)
+	}
+	return &issuer{
+		name: cfg.Issuer,
+		algs: slices.Clone(algs),
+		typ:  normalizeTyp(cfg.RequireTyp),
+		validator: jwt.NewValidator(
+			jwt.WithTimeFunc(now),
+			jwt.WithLeeway(skew),
+			jwt.WithExpirationRequired(),
+			jwt.WithIssuedAt(),
+			jwt.WithIssuer(cfg.Issuer),
+			jwt.WithAudience(cfg.Audiences...),
+		),
+	}, nil
+}
+
+// signingMethod maps an allowed alg to its jwt method, from a fixed table rather than
+// jwt's global registry. HMAC and "none" are absent, so they can never verify.
+func signingMethod(alg string) jwt.SigningMethod {
+	switch alg {
+	case "RS256":
+		return jwt.SigningMethodRS256
+	case "RS384":
+		return jwt.SigningMethodRS384
+	case "RS512":
+		return jwt.SigningMethodRS512
+	case "PS256":
+		return jwt.SigningMethodPS256
+	case "PS384":
+		return jwt.SigningMethodPS384
+	case "PS512":
+		return jwt.SigningMethodPS512
+	case "ES256":
+		return jwt.SigningMethodES256
+	case "ES384":
+		return jwt.SigningMethodES384
+	case "ES512":
+		return jwt.SigningMethodES512
+	case "EdDSA":
+		return jwt.SigningMethodEdDSA
+	}
+	return nil
+}
+
+// normalizeTyp lower-cases a media type and drops "application/" (RFC 7515 §4.1.9).
+func normalizeTyp(t string) string {
+	t = strings.ToLower(t)
+	return strings.TrimPrefix(t, "application/")
+}
+
+// WaitFirstFetch blocks until the first key fetch of every issuer finished, successfully
+// or not, or ctx is done.
+func (v *Verifier) WaitFirstFetch(ctx context.Context) {
+	for _, is := range v.order {
+		select {
+		case <-is.keys.firstDone:
+		case <-ctx.Done():
+			return
+		}
+	}
+}
+
+// Status reports the key status of this Verifier's issuers, in configuration order.
+func (v *Verifier) Status() []IssuerStatus {
+	out := make([]IssuerStatus, 0, len(v.order))
+	for _, is := range v.order {
+		out = append(out, is.keys.status())
+	}
+	return out
+}
+
+// CacheStats returns the verified-token cache's hit and miss counts.
+func (v *Verifier) CacheStats() (hits, misses uint64) {
+	if v.cache == nil {
+		return 0, 0
+	}
+	return v.cache.stats()
+}
+
+// Verify checks raw and returns its claims. The error is an *InvalidError when the token
+// is not acceptable, or wraps ErrKeysUnavailable when no keys were ever obtained for
+// its issuer. ctx bounds an on-demand key refetch (unknown kid).
+//
+// A token verified before is answered from the cache without I/O as long as it has not
+// expired and the key that verified it is still in its issuer's key set. The returned
+// Claims is the caller's to modify; its slices are shared and must not be.
+func (v *Verifier) Verify(ctx context.Context, raw string) (*policy.Claims, error) {
+	if len(raw) > MaxTokenBytes {
+		return nil, invalid(DetailTooLarge, "token is %d bytes, limit %d", len(raw), MaxTokenBytes)
+	}
+	var sum [sha256.Size]byte
+	if v.cache != nil {
+		sum = hashToken(raw)
+		if c := v.cache.get(&sum, v.now()); c != nil {
+			cp := *c
+			return &cp, nil
+		}
+	}
+	c, k, err := v.verify(ctx, raw)
+	if err != nil {
+		return nil, err
+	}
+	if v.cache != nil {
+		v.cache.put(&sum, c, k, v.now())
+	}
+	cp := *c
+	return &cp, nil
+}
+
+// verify is the uncached path: structure, issuer, algorithm, typ, key, signature, claims.
+func (v *Verifier) verify(ctx context.Context, raw string) (*policy.Claims, *key, error) {
+	t, err := splitCompact(raw)
+	if err != nil {
+		return nil, nil, err
+	}
+	p := t.payload
+	is, ok := v.issuers[p.iss]
+	if !ok {
+		if p.iss == "" {
+			return nil, nil, invalid(DetailUnknownIssuer, "token has no iss")
+		}
+		return nil, nil, invalid(DetailUnknownIssuer, "iss %q is not configured", p.iss)
+	}
+	alg := t.header.alg
+	if !slices.Contains(is.algs, alg) {
+		return nil, nil, invalid(DetailAlgorithmNotAllowed, "alg %q is not allowed for issuer %q", alg, is.name)
+	}
+	if is.typ != "" && (!t.header.hasTyp || normalizeTyp(t.header.typ) != is.typ) {
+		return nil, nil, invalid(DetailWrongTyp, "typ %q, want %q", t.header.typ, is.typ)
+	}
+	if !p.hasExp {
+		return nil, nil, invalid(DetailMissingExp, "token has no exp")
+	}
+	k, err := v.verifySignature(ctx, is, t)
+	if err != nil {
+		return nil, nil, err
+	}
+	if err := is.validator.Validate(p); err != nil {
+		return nil, nil, claimsError(err)
+	}
+	return &policy.Claims{
+		Issuer:   p.iss,
+		Subject:  p.sub,
+		ClientID: p.clientID,
+		Gty:      p.gty,
+		ACR:      p.acr,
+		HasACR:   p.hasACR,
+		AMR:      p.amr,
+		AuthTime: p.authTime,
+		IssuedAt: p.iat,
+		Expiry:   p.exp,
+		Scopes:   p.scopes(),
+	}, k, nil
+}
+
+// verifySignature finds the issuer's key for t and checks the signature with it,
+// returning the key that verified. Only keys of t's issuer are ever tried.
+func (v *Verifier) verifySignature(ctx context.Context, is *issuer, t *compact) (*key, error) {
+	set := is.keys.current()
+	if set == nil {
+		// No keys yet: join the first fetch or refetch (rate limited), then decide.
+		is.keys.refetch(ctx)
+		if set = is.keys.current(); set == nil {
+			return nil, fmt.Errorf("issuer %q: %w: %s", is.name, ErrKeysUnavailable, is.keys.lastError())
+		}
+	}
+	h := t.header
+	method := signingMethod(h.alg)
+	if h.hasKID {
+		cands := set.byKID[h.kid]
+		if len(cands) == 0 && is.keys.refetch(ctx) {
+			// Unknown kid: the issuer may have rotated keys.
+			cands = is.keys.current().byKID[h.kid]
+		}
+		if len(cands) == 0 {
+			return nil, invalid(DetailUnknownKid, "kid %q is not in the key set of issuer %q", h.kid, is.name)
+		}
+		k, fitting := tryKeys(cands, h.alg, method, t)
+		switch {
+		case k != nil:
+			return k, nil
+		case fitting == 0:
+			return nil, invalid(DetailKeyMismatch, "key %q does not fit alg %q", h.kid, h.alg)
+		default:
+			return nil, invalid(DetailBadSignature, "signature does not verify with key %q", h.kid)
+		}
+	}
+	k, fitting := tryKeys(set.keys, h.alg, method, t)
+	if k == nil && is.keys.refetch(ctx) {
+		// No kid and no key verifies: a key may have been added since the last fetch.
+		if next := is.keys.current(); next != set {
+			k, fitting = tryKeys(next.keys, h.alg, method, t)
+		}
+	}
+	switch {
+	case k != nil:
+		return k, nil
+	case fitting == 0:
+		return nil, invalid(DetailUnknownKid, "token has no kid and issuer %q has no key for alg %q", is.name, h.alg)
+	default:
+		return nil, invalid(DetailBadSignature, "token has no kid and no key of issuer %q verifies it", is.name)
+	}
+}
+
+// tryKeys verifies t with the keys that fit alg, at most maxKeyTries of them, and
+// returns the first key that verifies and how many keys fitted.
+func tryKeys(keys []*key, alg string, method jwt.SigningMethod, t *compact) (*key, int) {
+	fitting := 0
+	for _, k := range keys {
+		if !k.fits(alg) {
+			continue
+		}
+		if fitting++; fitting > maxKeyTries {
+			break
+		}
+		if method.Verify(t.signed, t.signature, k.pub) == nil {
+			return k, fitting
+		}
+	}
+	return nil, fitting
+}
+
+// claimsError maps a jwt Validator error to an *InvalidError.
+func claimsError(err error) *InvalidError {
+	switch {
+	case errors.Is(err, jwt.ErrTokenExpired):
+		return &InvalidError{Detail: DetailExpired, Err: err}
+	case errors.Is(err, jwt.ErrTokenNotValidYet):
+		return &InvalidError{Detail: DetailNotYetValid, Err: err}
+	case errors.Is(err, jwt.ErrTokenUsedBeforeIssued):
+		return &InvalidError{Detail: DetailIssuedInFuture, Err: err}
+	case errors.Is(err, jwt.ErrTokenInvalidAudience), errors.Is(err, jwt.ErrTokenRequiredClaimMissing):
+		// exp presence is checked before, and iss selected the issuer, so the only
+		// required claim left to miss is aud (absent, "", or []).
+		return &InvalidError{Detail: DetailBadAudience, Err: err}
+	case errors.Is(err, jwt.ErrTokenInvalidIssuer):
+		return &InvalidError{Detail: DetailUnknownIssuer, Err: err}
+	default:
+		return &InvalidError{Detail: DetailInvalidClaims, Err: err}
+	}
+}
