@@ -171,3 +171,40 @@ func TestServeRefusesAnInvalidConfig(t *testing.T) {
 		t.Fatalf("exit %d, stderr:\n%s\nwant 1 naming clock_skew", code, stderr)
 	}
 }
+
+func TestValidateEnvoyBootstraps(t *testing.T) {
+	cfg := writeFile(t, "config.yaml", `
+issuers:
+  - issuer: "https://idp.example.com"
+    audiences: ["https://api.example.com"]
+`)
+	shipped := []string{"../envoy/envoy.yaml", "../envoy/envoy-context-extensions.yaml", "../envoy/envoy-jwt-authn.yaml"}
+	args := []string{"validate", "--config", cfg}
+	for _, f := range shipped {
+		args = append(args, "--envoy", f)
+	}
+	if code, out, stderr := run(t, nil, args...); code != 0 {
+		t.Fatalf("shipped bootstraps: exit %d\n%s%s", code, out, stderr)
+	}
+
+	src, err := os.ReadFile("../envoy/envoy.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	broken := writeFile(t, "envoy.yaml", strings.Replace(string(src), "required_acr: aal2", "required_acr: aal9", 1))
+	code, _, stderr := run(t, nil, "validate", "--config", cfg, "--envoy", broken)
+	if code != 1 || !strings.Contains(stderr, "required_acr") || !strings.Contains(stderr, "aal9") || !strings.Contains(stderr, "routes[") {
+		t.Fatalf("broken bootstrap: exit %d, stderr:\n%s\nwant 1 naming the route and required_acr", code, stderr)
+	}
+
+	// The server's own ladder decides: with acr_levels [low, high], aal2 is unknown.
+	custom := writeFile(t, "custom.yaml", `
+acr_levels: [low, high]
+issuers:
+  - issuer: "https://idp.example.com"
+    audiences: ["https://api.example.com"]
+`)
+	if code, _, stderr := run(t, nil, "validate", "--config", custom, "--envoy", "../envoy/envoy.yaml"); code != 1 || !strings.Contains(stderr, `"aal2" is not one of acr_levels [low high]`) {
+		t.Fatalf("custom ladder: exit %d, stderr:\n%s", code, stderr)
+	}
+}

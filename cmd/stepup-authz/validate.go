@@ -3,34 +3,86 @@ package main
 import (
 	"errors"
 	"fmt"
+	"io"
 
 	"github.com/spf13/cobra"
 
+	"github.com/stepup-authz/stepup-authz/envoy"
 	"github.com/stepup-authz/stepup-authz/extauthz/config"
+	"github.com/stepup-authz/stepup-authz/policy"
 )
 
 func newValidateCmd() *cobra.Command {
 	var path string
+	var envoyFiles []string
 	cmd := &cobra.Command{
-		Use:   "validate --config FILE",
-		Short: "Check a config file; one line per problem, naming the field",
-		Args:  cobra.NoArgs,
+		Use:   "validate --config FILE [--envoy FILE ...]",
+		Short: "Check a config file (and Envoy bootstraps); one line per problem, naming the field",
+		Long: "validate exits 0 when everything is valid, else 1 with one line per problem.\n" +
+			"With --envoy, each Envoy bootstrap (or Kubernetes ConfigMap embedding one) is checked\n" +
+			"against the Envoy v3 API and against this config: every route's stepup policy must be\n" +
+			"one the server understands.",
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if _, err := config.Load(path, config.NewViper()); err != nil {
-				var problems config.Problems
-				if errors.As(err, &problems) {
-					for _, p := range problems {
-						fmt.Fprintln(cmd.ErrOrStderr(), p)
-					}
-					return &exitError{code: 1, err: fmt.Errorf("%s: %d problem(s)", path, len(problems))}
-				}
-				return &exitError{code: 1, err: err}
+			n := validate(path, envoyFiles, cmd.OutOrStdout(), cmd.ErrOrStderr())
+			if n > 0 {
+				return &exitError{code: 1, err: fmt.Errorf("%d problem(s)", n)}
 			}
-			fmt.Fprintf(cmd.OutOrStdout(), "%s: ok\n", path)
 			return nil
 		},
 	}
 	cmd.Flags().StringVar(&path, "config", "", "config file (YAML)")
+	cmd.Flags().StringArrayVar(&envoyFiles, "envoy", nil, "Envoy bootstrap YAML to check too (repeatable)")
 	_ = cmd.MarkFlagRequired("config")
 	return cmd
+}
+
+// validate prints every problem and returns how many there were.
+func validate(path string, envoyFiles []string, out, errw io.Writer) int {
+	cfg, err := config.Load(path, config.NewViper())
+	if err != nil {
+		var problems config.Problems
+		if !errors.As(err, &problems) {
+			fmt.Fprintf(errw, "%s: %v\n", path, err)
+			return 1
+		}
+		for _, p := range problems {
+			fmt.Fprintf(errw, "%s: %s\n", path, p)
+		}
+		return len(problems)
+	}
+	fmt.Fprintf(out, "%s: ok\n", path)
+	total := 0
+	for _, f := range envoyFiles {
+		problems, err := envoy.ValidateFile(f, envoyOptions(cfg))
+		if err != nil {
+			fmt.Fprintf(errw, "%s: %v\n", f, err)
+			total++
+			continue
+		}
+		for _, p := range problems {
+			fmt.Fprintf(errw, "%s: %s\n", f, p)
+		}
+		if len(problems) == 0 {
+			fmt.Fprintf(out, "%s: ok\n", f)
+		}
+		total += len(problems)
+	}
+	return total
+}
+
+// envoyOptions checks Envoy-side policies with exactly the parser the server
+// uses on the wire, against this config's acr levels and namespace.
+func envoyOptions(cfg *config.Config) envoy.Options {
+	return envoy.Options{
+		Namespace: cfg.MetadataNamespace,
+		CheckPolicy: func(m map[string]any) error {
+			_, err := policy.ParseMetadata(m, cfg.ACRLevels)
+			return err
+		},
+		CheckExtensions: func(m map[string]string) error {
+			_, err := policy.ParseContextExtensions(m, cfg.ACRLevels)
+			return err
+		},
+	}
 }
