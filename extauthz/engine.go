@@ -20,6 +20,9 @@ import (
 // Verifier turns a raw bearer token into verified claims.
 type Verifier interface {
 	Verify(ctx context.Context, raw string) (*policy.Claims, error)
+	// VerifyEnvoyPayload accepts a token on the strength of the payload Envoy's
+	// jwt_authn filter verified; ok is false when that does not apply.
+	VerifyEnvoyPayload(raw string, jwtAuthn map[string]any) (c *policy.Claims, ok bool, err error)
 }
 
 // Engine is one immutable configuration of the server: a config reload
@@ -64,6 +67,8 @@ func NewEngine(cfg *config.Config, rt *Runtime) (*Engine, *token.Verifier, error
 			Algorithms: iss.Algorithms,
 			RequireTyp: iss.RequireTyp,
 			HTTPClient: client,
+			// Envoy's jwt_authn stores payloads under its payload_in_metadata name.
+			EnvoyPayloadKey: iss.JWTAuthnPayload,
 		})
 		r := iss.Rules()
 		rules[iss.Issuer] = &r

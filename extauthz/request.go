@@ -25,7 +25,14 @@ type attributes struct {
 	metadata *structpb.Struct
 	// extensions are the per-route context_extensions, if any.
 	extensions map[string]string
+	// jwtAuthn is metadata_context.filter_metadata["envoy.filters.http.jwt_authn"]:
+	// payloads Envoy's jwt_authn filter verified, if it runs before us.
+	jwtAuthn *structpb.Struct
 }
+
+// jwtAuthnNamespace is where jwt_authn stores verified payloads, whatever the
+// filter's name (it is hard-coded in Envoy's jwt_authn filter).
+const jwtAuthnNamespace = "envoy.filters.http.jwt_authn"
 
 const stepupPrefix = "x-stepup-"
 
@@ -43,6 +50,9 @@ func readAttributes(req *authv3.CheckRequest, namespace string) attributes {
 	}
 	if md := attrs.GetRouteMetadataContext().GetFilterMetadata(); md != nil {
 		a.metadata = md[namespace]
+	}
+	if md := attrs.GetMetadataContext().GetFilterMetadata(); md != nil {
+		a.jwtAuthn = md[jwtAuthnNamespace]
 	}
 	if headers := http.GetHeaders(); len(headers) > 0 {
 		for k, v := range headers {

@@ -111,7 +111,7 @@ func (s *Server) judge(ctx context.Context, e *Engine, a *attributes, p *policy.
 	if err != nil {
 		return tokenDenial(err, *p), nil
 	}
-	claims, err := e.Verifier.Verify(ctx, raw)
+	claims, err := e.verify(ctx, raw, a)
 	if err != nil {
 		return tokenDenial(err, *p), nil
 	}
@@ -120,6 +120,17 @@ func (s *Server) judge(ctx context.Context, e *Engine, a *attributes, p *policy.
 		return policy.Deny(policy.ReasonTokenInvalid, "unsafe_claim", *p), nil
 	}
 	return policy.Decide(claims, p, e.rules(claims.Issuer), &e.Settings, s.now()), claims
+}
+
+// verify trusts Envoy's jwt_authn payload where the token's issuer opted in and
+// the payload is the bearer token's own; otherwise it verifies the token itself.
+func (e *Engine) verify(ctx context.Context, raw string, a *attributes) (*policy.Claims, error) {
+	if a.jwtAuthn != nil && len(a.jwtAuthn.GetFields()) > 0 {
+		if c, ok, err := e.Verifier.VerifyEnvoyPayload(raw, a.jwtAuthn.AsMap()); ok {
+			return c, err
+		}
+	}
+	return e.Verifier.Verify(ctx, raw)
 }
 
 // tokenDenial maps a bearer or verification error to its reason. Anything

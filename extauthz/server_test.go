@@ -42,6 +42,7 @@ issuers:
   - issuer: "http://127.0.0.1:1/down"
     jwks_uri: "http://127.0.0.1:1/down/jwks.json"
     audiences: ["https://api.example.com"]
+    jwt_authn_payload: jwt_payload
 policy:
   default: {}
   routes:
@@ -118,6 +119,9 @@ type req struct {
 	metadata           map[string]any
 	extensions         map[string]string
 	rawHeaders         [][2]string // sent as header_map (encode_raw_headers) instead of headers
+	// jwtAuthn is metadata_context["envoy.filters.http.jwt_authn"], as jwt_authn's
+	// payload_in_metadata leaves it.
+	jwtAuthn map[string]any
 }
 
 func (h *harness) check(t *testing.T, r req) *authv3.CheckResponse {
@@ -152,6 +156,13 @@ func (h *harness) check(t *testing.T, r req) *authv3.CheckResponse {
 			t.Fatal(err)
 		}
 		attrs.RouteMetadataContext = &corev3.Metadata{FilterMetadata: map[string]*structpb.Struct{"stepup": s}}
+	}
+	if r.jwtAuthn != nil {
+		s, err := structpb.NewStruct(r.jwtAuthn)
+		if err != nil {
+			t.Fatal(err)
+		}
+		attrs.MetadataContext = &corev3.Metadata{FilterMetadata: map[string]*structpb.Struct{"envoy.filters.http.jwt_authn": s}}
 	}
 	resp, err := h.client.Check(context.Background(), &authv3.CheckRequest{Attributes: attrs})
 	if err != nil {

@@ -118,6 +118,10 @@ type Issuer struct {
 	ChallengeACRValues map[string]string
 	RequireTyp         string
 	CAFile             string // "" means the system roots only
+	// JWTAuthnPayload is the payload_in_metadata name under which Envoy's
+	// jwt_authn filter stores this issuer's verified payload; "" (the default)
+	// means tokens are always verified by stepup-authz itself.
+	JWTAuthnPayload string
 }
 
 // Rules returns how this issuer expresses authentication strength.

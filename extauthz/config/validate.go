@@ -28,7 +28,7 @@ var (
 	tlsKeys    = []string{"cert_file", "key_file", "client_ca_file"}
 	issuerKeys = []string{
 		"issuer", "jwks_uri", "audiences", "algorithms", "acr_aliases", "amr_levels",
-		"require_typ", "challenge_acr_values", "ca_file",
+		"require_typ", "challenge_acr_values", "ca_file", "jwt_authn_payload",
 	}
 	logKeys    = []string{"level", "format"}
 	policyKeys = []string{"default", "routes"}
@@ -397,6 +397,7 @@ func (b *builder) issuer(p string, m map[string]any) Issuer {
 		})
 	}
 	iss.RequireTyp = optString("require_typ")
+	iss.JWTAuthnPayload = optString("jwt_authn_payload")
 	if x := m["challenge_acr_values"]; x != nil {
 		iss.ChallengeACRValues = b.strMap(p+".challenge_acr_values", x, func(kp, k, val string) {
 			b.checkLevel(kp, "key ", k)

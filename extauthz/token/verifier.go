@@ -49,6 +49,10 @@ type IssuerConfig struct {
 	// (e.g. the ca_file path and its content hash), so a rebuilt but equivalent client
 	// keeps the cached keys; "" means the *http.Client pointer is the identity.
 	HTTPClientKey string
+	// EnvoyPayloadKey, when set, trusts the payload Envoy's jwt_authn filter verified
+	// for this issuer and stored under this payload_in_metadata key (see
+	// VerifyEnvoyPayload); "" means this issuer's tokens are always verified here.
+	EnvoyPayloadKey string
 }
 
 // Options tune a Verifier.
@@ -80,6 +84,8 @@ type issuer struct {
 	typ       string // normalized RequireTyp; "" means no check
 	validator *jwt.Validator
 	keys      *keySet
+	// envoyKey is IssuerConfig.EnvoyPayloadKey.
+	envoyKey string
 }
 
 // NewVerifier checks the issuer configurations and returns a Verifier using ks for keys.
@@ -157,9 +163,10 @@ func newIssuer(cfg IssuerConfig, skew time.Duration, now func() time.Time) (*iss
 		return nil, fmt.Errorf("no jwks_uri, and discovery is impossible: %w", err)
 	}
 	return &issuer{
-		name: cfg.Issuer,
-		algs: slices.Clone(algs),
-		typ:  normalizeTyp(cfg.RequireTyp),
+		name:     cfg.Issuer,
+		envoyKey: cfg.EnvoyPayloadKey,
+		algs:     slices.Clone(algs),
+		typ:      normalizeTyp(cfg.RequireTyp),
 		validator: jwt.NewValidator(
 			jwt.WithTimeFunc(now),
 			jwt.WithLeeway(skew),
@@ -278,22 +285,21 @@ func (v *Verifier) verify(ctx context.Context, raw string) (*policy.Claims, *key
 		}
 		return nil, nil, invalid(DetailUnknownIssuer, "iss %q is not configured", p.iss)
 	}
-	alg := t.header.alg
-	if !slices.Contains(is.algs, alg) {
-		return nil, nil, invalid(DetailAlgorithmNotAllowed, "alg %q is not allowed for issuer %q", alg, is.name)
-	}
-	if is.typ != "" && (!t.header.hasTyp || normalizeTyp(t.header.typ) != is.typ) {
-		return nil, nil, invalid(DetailWrongTyp, "typ %q, want %q", t.header.typ, is.typ)
-	}
-	if !p.hasExp {
-		return nil, nil, invalid(DetailMissingExp, "token has no exp")
+	if err := is.checkHeader(t); err != nil {
+		return nil, nil, err
 	}
 	k, err := v.verifySignature(ctx, is, t)
 	if err != nil {
 		return nil, nil, err
 	}
+	c, err := is.claims(p)
+	return c, k, err
+}
+
+// claims validates the registered claims of a token whose signature is trusted.
+func (is *issuer) claims(p *payload) (*policy.Claims, error) {
 	if err := is.validator.Validate(p); err != nil {
-		return nil, nil, claimsError(err)
+		return nil, claimsError(err)
 	}
 	return &policy.Claims{
 		Issuer:   p.iss,
@@ -307,7 +313,22 @@ func (v *Verifier) verify(ctx context.Context, raw string) (*policy.Claims, *key
 		IssuedAt: p.iat,
 		Expiry:   p.exp,
 		Scopes:   p.scopes(),
-	}, k, nil
+	}, nil
+}
+
+// checkHeader applies the issuer's algorithm allow-list and typ rule.
+func (is *issuer) checkHeader(t *compact) error {
+	alg := t.header.alg
+	if !slices.Contains(is.algs, alg) {
+		return invalid(DetailAlgorithmNotAllowed, "alg %q is not allowed for issuer %q", alg, is.name)
+	}
+	if is.typ != "" && (!t.header.hasTyp || normalizeTyp(t.header.typ) != is.typ) {
+		return invalid(DetailWrongTyp, "typ %q, want %q", t.header.typ, is.typ)
+	}
+	if !t.payload.hasExp {
+		return invalid(DetailMissingExp, "token has no exp")
+	}
+	return nil
 }
 
 // verifySignature finds the issuer's key for t and checks the signature with it,
