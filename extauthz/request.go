@@ -28,7 +28,20 @@ type attributes struct {
 	// jwtAuthn is metadata_context.filter_metadata["envoy.filters.http.jwt_authn"]:
 	// payloads Envoy's jwt_authn filter verified, if it runs before us.
 	jwtAuthn *structpb.Struct
+	// headerCount is the number of header entries the request carried.
+	headerCount int
 }
+
+// MaxHeaders is the most header entries a CheckRequest may carry for its token to be
+// read: ten times Envoy's default max_headers_count (100), which Envoy enforces on
+// the client's request before ext_authz runs. A request with more is judged as
+// carrying an invalid token (DetailTooManyHeaders): it fails closed on enforce
+// routes, is reported under dry_run, and mode off still lets it through with its
+// x-stepup-* headers stripped.
+const MaxHeaders = 1000
+
+// DetailTooManyHeaders is the token_invalid detail of a request over MaxHeaders.
+const DetailTooManyHeaders = "too_many_headers"
 
 // jwtAuthnNamespace is where jwt_authn stores verified payloads, whatever the
 // filter's name (it is hard-coded in Envoy's jwt_authn filter).
@@ -55,10 +68,12 @@ func readAttributes(req *authv3.CheckRequest, namespace string) attributes {
 		a.jwtAuthn = md[jwtAuthnNamespace]
 	}
 	if headers := http.GetHeaders(); len(headers) > 0 {
+		a.headerCount = len(headers)
 		for k, v := range headers {
 			a.header(k, v)
 		}
 	} else {
+		a.headerCount = len(http.GetHeaderMap().GetHeaders())
 		for _, hv := range http.GetHeaderMap().GetHeaders() {
 			v := hv.GetValue()
 			if raw := hv.GetRawValue(); len(raw) > 0 {

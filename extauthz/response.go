@@ -94,9 +94,15 @@ func okResponse(o *outcome, a *attributes) *authv3.OkHttpResponse {
 	if o.dryRun {
 		ok.Headers = append(ok.Headers, header(HeaderDryRun, string(o.decision.Reason)))
 	}
-	for _, name := range a.stepupHeaders {
-		if !setsHeader(ok.Headers, name) && !contains(ok.HeadersToRemove, name) {
-			ok.HeadersToRemove = append(ok.HeadersToRemove, name)
+	if len(a.stepupHeaders) > 0 {
+		// A set, not a scan of the list: a request can carry thousands of x-stepup-*
+		// headers, and the answer must stay linear in them.
+		seen := make(map[string]bool, len(a.stepupHeaders))
+		for _, name := range a.stepupHeaders {
+			if !seen[name] && !setsHeader(ok.Headers, name) {
+				seen[name] = true
+				ok.HeadersToRemove = append(ok.HeadersToRemove, name)
+			}
 		}
 	}
 	return ok
@@ -105,15 +111,6 @@ func okResponse(o *outcome, a *attributes) *authv3.OkHttpResponse {
 func setsHeader(hs []*corev3.HeaderValueOption, name string) bool {
 	for _, h := range hs {
 		if h.Header.Key == name {
-			return true
-		}
-	}
-	return false
-}
-
-func contains(list []string, s string) bool {
-	for _, v := range list {
-		if v == s {
 			return true
 		}
 	}

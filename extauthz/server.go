@@ -56,6 +56,14 @@ func (s *Server) Engine() *Engine { return s.engine.Load() }
 // gRPC error for a decision: Envoy would drop our status, body and headers.
 func (s *Server) Check(ctx context.Context, req *authv3.CheckRequest) (*authv3.CheckResponse, error) {
 	start := time.Now()
+	if dl, ok := ctx.Deadline(); ok {
+		// Answer while the caller still listens: Envoy drops a late answer and
+		// applies its own status_on_error, with no body. Waiting on a key refetch
+		// (unknown kid) therefore ends at 80% of the caller's deadline.
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithDeadline(ctx, dl.Add(-time.Until(dl)/5))
+		defer cancel()
+	}
 	r := s.Evaluate(ctx, req)
 	if s.metrics != nil {
 		s.metrics.CheckDuration.Observe(time.Since(start).Seconds())
@@ -107,6 +115,9 @@ func (s *Server) Evaluate(ctx context.Context, req *authv3.CheckRequest) Result 
 
 // judge verifies the bearer token and decides on its claims.
 func (s *Server) judge(ctx context.Context, e *Engine, a *attributes, p *policy.Policy) (policy.Decision, *policy.Claims) {
+	if a.headerCount > MaxHeaders {
+		return policy.Deny(policy.ReasonTokenInvalid, DetailTooManyHeaders, *p), nil
+	}
 	raw, err := token.Bearer(a.authorization)
 	if err != nil {
 		return tokenDenial(err, *p), nil

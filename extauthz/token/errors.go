@@ -16,7 +16,9 @@ import (
 var ErrNoToken = errors.New("no bearer token")
 
 // ErrKeysUnavailable is wrapped by Verify's error when no key set was ever obtained for
-// the token's issuer: the token cannot be judged, so the caller answers 503, not 401.
+// the token's issuer, or when the token's key is unknown and the refetch that could
+// bring it had not finished when Verify's context ended: the token cannot be judged,
+// so the caller answers 503, not 401.
 var ErrKeysUnavailable = errors.New("no keys available for issuer")
 
 // Detail values of [InvalidError]: short, stable, lower_snake words for logs and metrics.

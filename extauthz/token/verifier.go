@@ -346,9 +346,13 @@ func (v *Verifier) verifySignature(ctx context.Context, is *issuer, t *compact) 
 	method := signingMethod(h.alg)
 	if h.hasKID {
 		cands := set.byKID[h.kid]
-		if len(cands) == 0 && is.keys.refetch(ctx) {
+		if len(cands) == 0 {
 			// Unknown kid: the issuer may have rotated keys.
-			cands = is.keys.current().byKID[h.kid]
+			if is.keys.refetch(ctx) {
+				cands = is.keys.current().byKID[h.kid]
+			} else if err := ctx.Err(); err != nil {
+				return nil, refetchUnfinished(is, err)
+			}
 		}
 		if len(cands) == 0 {
 			return nil, invalid(DetailUnknownKid, "kid %q is not in the key set of issuer %q", h.kid, is.name)
@@ -364,10 +368,14 @@ func (v *Verifier) verifySignature(ctx context.Context, is *issuer, t *compact) 
 		}
 	}
 	k, fitting := tryKeys(set.keys, h.alg, method, t)
-	if k == nil && is.keys.refetch(ctx) {
+	if k == nil {
 		// No kid and no key verifies: a key may have been added since the last fetch.
-		if next := is.keys.current(); next != set {
-			k, fitting = tryKeys(next.keys, h.alg, method, t)
+		if is.keys.refetch(ctx) {
+			if next := is.keys.current(); next != set {
+				k, fitting = tryKeys(next.keys, h.alg, method, t)
+			}
+		} else if err := ctx.Err(); err != nil {
+			return nil, refetchUnfinished(is, err)
 		}
 	}
 	switch {
@@ -378,6 +386,13 @@ func (v *Verifier) verifySignature(ctx context.Context, is *issuer, t *compact) 
 	default:
 		return nil, invalid(DetailBadSignature, "token has no kid and no key of issuer %q verifies it", is.name)
 	}
+}
+
+// refetchUnfinished is the error for a token whose key may be in a key set still
+// being fetched when ctx ended: it cannot be judged, which is not the same as invalid
+// (a 401 would send a user with a freshly rotated key to sign in again, in a loop).
+func refetchUnfinished(is *issuer, err error) error {
+	return fmt.Errorf("issuer %q: %w: the key refetch for an unknown key did not finish in time: %v", is.name, ErrKeysUnavailable, err)
 }
 
 // tryKeys verifies t with the keys that fit alg, at most maxKeyTries of them, and
