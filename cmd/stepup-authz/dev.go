@@ -94,7 +94,23 @@ func runDev(ctx context.Context, f *devFlags, out, errw io.Writer) error {
 	}
 	go serveHTTP(ctx, appLis, demoApp(), errc)
 
-	// 3. stepup-authz itself, through the same wiring as serve.
+	// 3. The Envoy-compatible front proxy on the shipped bootstrap, bound
+	// before anything is announced.
+	px, err := proxy.New(bootstrap, proxy.Options{
+		ListenerAddr: f.proxyAddr,
+		ClusterAddrs: map[string]string{"stepup_authz": f.grpcAddr, "app": f.appAddr, "idp_jwks": f.idpAddr},
+		Logger:       log.With(slog.String("component", "proxy")),
+	})
+	if err != nil {
+		return &exitError{code: 1, err: fmt.Errorf("front proxy: %w", err)}
+	}
+	proxyLis, err := net.Listen("tcp", f.proxyAddr)
+	if err != nil {
+		return &exitError{code: 1, err: fmt.Errorf("--proxy-addr: %w", err)}
+	}
+	go func() { errc <- px.Serve(ctx, proxyLis) }()
+
+	// 4. stepup-authz itself, through the same wiring as serve.
 	dir, err := os.MkdirTemp("", "stepup-dev-")
 	if err != nil {
 		return err
@@ -111,18 +127,14 @@ func runDev(ctx context.Context, f *devFlags, out, errw io.Writer) error {
 	defer a.rt.KeySets.Close()
 	go func() { errc <- a.run(ctx) }()
 
-	// 4. The Envoy-compatible front proxy on the shipped bootstrap.
-	px, err := proxy.New(bootstrap, proxy.Options{
-		ListenerAddr: f.proxyAddr,
-		ClusterAddrs: map[string]string{"stepup_authz": f.grpcAddr, "app": f.appAddr, "idp_jwks": f.idpAddr},
-		Logger:       log.With(slog.String("component", "proxy")),
-	})
-	if err != nil {
-		return &exitError{code: 1, err: fmt.Errorf("front proxy: %w", err)}
+	// Announce once the server holds the IdP's keys, so the first curl works.
+	select {
+	case <-a.ready:
+		printDevBanner(out, f, idp.Issuer)
+	case <-ctx.Done():
+	case err := <-errc:
+		return &exitError{code: 1, err: err}
 	}
-	go func() { errc <- px.ListenAndServe(ctx) }()
-
-	printDevBanner(out, f, idp.Issuer)
 	select {
 	case <-ctx.Done():
 		cancel()
@@ -185,6 +197,10 @@ func demoApp() http.Handler {
 }
 
 func printDevBanner(w io.Writer, f *devFlags, issuer string) {
+	tokenCmd := "go run ./cmd/stepup-authz dev token"
+	if issuer != "http://127.0.0.1:8080" {
+		tokenCmd += " --idp " + issuer
+	}
 	fmt.Fprintf(w, `
 stepup-authz playground
   front proxy (envoy.yaml)  http://%[1]s
@@ -200,11 +216,11 @@ Routes (policy in envoy.yaml route metadata):
 
 Try it (in another terminal):
   # 1. a password-only session (aal1): denied with step_up_required
-  TOKEN=$(go run ./cmd/stepup-authz dev token --acr aal1)
+  TOKEN=$(%[6]s --acr aal1)
   curl -i -X POST -H "Authorization: Bearer $TOKEN" http://%[1]s/api/payout-destination
 
   # 2. "step up": the IdP issues a fresh aal2 token
-  TOKEN=$(go run ./cmd/stepup-authz dev token --acr aal2)
+  TOKEN=$(%[6]s --acr aal2)
 
   # 3. retry: allowed; the app echoes the x-stepup-* headers it received
   curl -i -X POST -H "Authorization: Bearer $TOKEN" http://%[1]s/api/payout-destination
@@ -212,7 +228,7 @@ Try it (in another terminal):
   Without Go: curl -s -d acr=aal2 %[2]s/token
 
 Ctrl-C stops everything.
-`, f.proxyAddr, issuer, f.appAddr, f.grpcAddr, f.adminAddr)
+`, f.proxyAddr, issuer, f.appAddr, f.grpcAddr, f.adminAddr, tokenCmd)
 }
 
 func newDevTokenCmd() *cobra.Command {
