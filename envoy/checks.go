@@ -2,6 +2,7 @@ package envoy
 
 import (
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 
@@ -128,7 +129,7 @@ func (c *checker) hcm(path string, h *hcmv3.HttpConnectionManager) {
 		}
 	}
 	c.routerLast(path, filters)
-	for _, tp := range sortedKeys(jwts) {
+	for _, tp := range slices.Sorted(maps.Keys(jwts)) {
 		c.jwtAuthn(tp, jwts[tp], len(authz) > 0)
 	}
 
@@ -251,7 +252,7 @@ func (c *checker) http2(name, refPath string) {
 // the token must be forwarded, or stepup-authz never sees one.
 func (c *checker) jwtAuthn(path string, cfg *jwtauthnv3.JwtAuthentication, withAuthz bool) {
 	providers := cfg.GetProviders()
-	for _, name := range sortedKeys(providers) {
+	for _, name := range slices.Sorted(maps.Keys(providers)) {
 		p := providers[name]
 		pp := key(field(path, "providers"), name)
 		if uri := p.GetRemoteJwks().GetHttpUri(); uri != nil {
@@ -408,7 +409,7 @@ func authzEnabled(f authzFilter, levels []map[string]*anypb.Any) bool {
 // key must be the filter's name in http_filters; anything else is accepted at
 // load time and then silently ignored.
 func (rs *routeScan) perFilterConfig(path string, m map[string]*anypb.Any) {
-	for _, k := range sortedKeys(m) {
+	for _, k := range slices.Sorted(maps.Keys(m)) {
 		kp := key(path, k)
 		if !rs.names[k] {
 			rs.c.add(kp, "no HTTP filter is named %q in this http_connection_manager (%s); Envoy ignores config under an unknown name", k, strings.Join(rs.filterNames, ", "))
@@ -436,13 +437,4 @@ func (rs *routeScan) checkSettings(path string, cs *extauthzv3.CheckSettings) {
 			rs.c.add(field(path, "context_extensions"), "%v", err)
 		}
 	}
-}
-
-func sortedKeys[V any](m map[string]V) []string {
-	ks := make([]string, 0, len(m))
-	for k := range m {
-		ks = append(ks, k)
-	}
-	slices.Sort(ks)
-	return ks
 }

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -98,7 +99,7 @@ var broken = []struct {
 // aal1..aal3: route metadata is stepup-authz's own namespace, so unknown keys
 // are errors.
 func checkPolicy(m map[string]any) error {
-	for _, k := range sortedKeys(m) {
+	for _, k := range slices.Sorted(maps.Keys(m)) {
 		if err := checkPolicyField(k, m[k]); err != nil {
 			return err
 		}
@@ -109,7 +110,7 @@ func checkPolicy(m map[string]any) error {
 // checkExtensions is checkPolicy for context_extensions, which other filters
 // share: unknown keys are ignored.
 func checkExtensions(m map[string]string) error {
-	for _, k := range sortedKeys(m) {
+	for _, k := range slices.Sorted(maps.Keys(m)) {
 		if err := checkPolicyField(k, m[k]); err != nil && !errors.Is(err, errUnknownKey) {
 			return err
 		}

@@ -3,6 +3,7 @@ package proxy
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"net"
 	"slices"
 	"strconv"
@@ -129,7 +130,7 @@ func (p *Proxy) build(b *bootstrapv3.Bootstrap) error {
 		}
 		p.clusters[cl.name] = cl
 	}
-	for _, name := range sortedKeys(p.opts.ClusterAddrs) {
+	for _, name := range slices.Sorted(maps.Keys(p.opts.ClusterAddrs)) {
 		if _, _, err := net.SplitHostPort(p.opts.ClusterAddrs[name]); err != nil {
 			return fmt.Errorf("Options.ClusterAddrs[%q]: %v", name, err)
 		}
@@ -148,15 +149,6 @@ func (p *Proxy) build(b *bootstrapv3.Bootstrap) error {
 		return unsupported("static_resources.listeners", fmt.Sprintf("exactly one listener is supported, found %d", len(ls)))
 	}
 	return p.buildListener("static_resources.listeners[0]", ls[0])
-}
-
-func sortedKeys[V any](m map[string]V) []string {
-	ks := make([]string, 0, len(m))
-	for k := range m {
-		ks = append(ks, k)
-	}
-	slices.Sort(ks)
-	return ks
 }
 
 func socketAddress(path string, a *corev3.Address) (string, error) {
@@ -192,7 +184,7 @@ func buildCluster(path string, c *clusterv3.Cluster) (*cluster, error) {
 		connectTimeout: durationOr(c.GetConnectTimeout(), 5*time.Second),
 		http2:          c.GetHttp2ProtocolOptions() != nil, //nolint:staticcheck // deprecated but honoured by Envoy
 	}
-	for _, k := range sortedKeys(c.GetTypedExtensionProtocolOptions()) {
+	for _, k := range slices.Sorted(maps.Keys(c.GetTypedExtensionProtocolOptions())) {
 		kp := keyed(join(path, "typed_extension_protocol_options"), k)
 		if k != httpProtocolOptionsK {
 			return nil, unsupported(kp, "")
@@ -614,7 +606,7 @@ func (p *Proxy) buildRoute(path string, r *routev3.Route, filters []*filterEntry
 // warning.
 func (p *Proxy) buildPerFilter(path string, m map[string]*anypb.Any, filters []*filterEntry) (map[string]*perFilter, error) {
 	out := map[string]*perFilter{}
-	for _, k := range sortedKeys(m) {
+	for _, k := range slices.Sorted(maps.Keys(m)) {
 		kp := keyed(path, k)
 		i := slices.IndexFunc(filters, func(e *filterEntry) bool { return e.name == k })
 		if i < 0 {

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
 	"net/url"
 	"os"
@@ -89,7 +90,7 @@ func (p *Proxy) buildJwtAuthn(path string, c *jwtauthnv3.JwtAuthentication) (*jw
 		return nil, err
 	}
 	f := &jwtAuthnFilter{p: p, bypassCorsPreflight: c.GetBypassCorsPreflight()}
-	for _, name := range sortedKeys(c.GetProviders()) {
+	for _, name := range slices.Sorted(maps.Keys(c.GetProviders())) {
 		pv, err := p.buildJwtProvider(keyed(join(path, "providers"), name), name, c.GetProviders()[name])
 		if err != nil {
 			return nil, err
