@@ -60,12 +60,14 @@ type IdP struct {
 	Issuer   string
 	Audience string
 
-	mu        sync.RWMutex
-	keys      []*Key // published, in order
-	signing   *Key
-	jwksHits  atomic.Int64
-	jwksFault atomic.Value // func(w http.ResponseWriter) bool
-	now       func() time.Time
+	mu            sync.RWMutex
+	keys          []*Key // published, in order
+	signing       *Key
+	jwksHits      atomic.Int64
+	discoveryHits atomic.Int64
+	jwksFault     atomic.Value // func(w http.ResponseWriter) bool
+	jwksURI       atomic.Value // string: the discovery document's jwks_uri; "" means the default
+	now           func() time.Time
 }
 
 // New returns an IdP with one RS256, one ES256 and one EdDSA key; RS256 signs
@@ -117,6 +119,13 @@ func (i *IdP) SetKeys(keys ...*Key) {
 
 // JWKSHits counts JWKS requests served, so tests can bound refetching.
 func (i *IdP) JWKSHits() int64 { return i.jwksHits.Load() }
+
+// DiscoveryHits counts discovery document requests served.
+func (i *IdP) DiscoveryHits() int64 { return i.discoveryHits.Load() }
+
+// SetJWKSURI changes the jwks_uri the discovery document names (a key rotation that
+// moves the set, e.g. to another IdP's /jwks.json); "" restores Issuer + "/jwks.json".
+func (i *IdP) SetJWKSURI(uri string) { i.jwksURI.Store(uri) }
 
 // SetJWKSFault makes the JWKS endpoint misbehave: f writes its own reply and
 // returns true, or returns false to serve normally. nil clears it.
@@ -184,9 +193,14 @@ func (i *IdP) UserToken(sub, acr string, age time.Duration) (string, error) {
 func (i *IdP) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /.well-known/openid-configuration", func(w http.ResponseWriter, r *http.Request) {
+		i.discoveryHits.Add(1)
+		jwksURI, _ := i.jwksURI.Load().(string)
+		if jwksURI == "" {
+			jwksURI = i.Issuer + "/jwks.json"
+		}
 		writeJSON(w, map[string]any{
 			"issuer":                                i.Issuer,
-			"jwks_uri":                              i.Issuer + "/jwks.json",
+			"jwks_uri":                              jwksURI,
 			"token_endpoint":                        i.Issuer + "/token",
 			"acr_values_supported":                  []string{"aal1", "aal2", "aal3"},
 			"id_token_signing_alg_values_supported": []string{"RS256", "ES256", "EdDSA"},
