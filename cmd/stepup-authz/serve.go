@@ -163,9 +163,7 @@ func (a *app) run(ctx context.Context) error {
 		grpcLis.Close()
 		return &exitError{code: 1, err: fmt.Errorf("listen.admin: %w", err)}
 	}
-	opts := []grpc.ServerOption{
-		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 10 * time.Second, PermitWithoutStream: true}),
-	}
+	opts := grpcServerOptions()
 	if t := a.cfg.Listen.TLS; t != nil {
 		creds, err := serverTLS(t)
 		if err != nil {
@@ -220,6 +218,50 @@ func (a *app) run(ctx context.Context) error {
 	_ = admin.Shutdown(sctx)
 	a.log.Info("stopped")
 	return nil
+}
+
+// gRPC server limits (README, "gRPC server limits"). Only Envoy should reach this
+// port; the limits bound what a misbehaving or compromised peer can cost.
+const (
+	// maxCheckRequestBytes bounds one CheckRequest. Envoy's request headers are
+	// 60 KiB by default (max_request_headers_kb); 4 MiB leaves room for raised
+	// limits and metadata. A larger message is refused with RESOURCE_EXHAUSTED,
+	// which Envoy answers with status_on_error (fail closed unless
+	// failure_mode_allow is set).
+	maxCheckRequestBytes = 4 << 20
+	// maxStreamsPerConn matches Envoy's default circuit breaker (1024 pending
+	// requests per cluster); Envoy opens another connection beyond it.
+	maxStreamsPerConn = 1024
+	// keepaliveMinTime is the most often a client may ping. Envoy's HTTP/2
+	// connection_keepalive is usually tens of seconds; a stricter limit would
+	// answer its pings with GOAWAY (too_many_pings) and churn connections.
+	keepaliveMinTime = 5 * time.Second
+	// keepaliveTime and keepaliveTimeout: ping an idle Envoy after a minute and drop
+	// the connection when it does not answer within 20s, so a vanished peer does not
+	// hold server resources until TCP gives up.
+	keepaliveTime    = time.Minute
+	keepaliveTimeout = 20 * time.Second
+	// maxConnectionAge makes clients reconnect now and then, so new replicas get a
+	// share of long-lived Envoy connections; in-flight Checks get the grace.
+	maxConnectionAge      = 10 * time.Minute
+	maxConnectionAgeGrace = 30 * time.Second
+	// handshakeTimeout bounds a connection's (TLS) handshake.
+	handshakeTimeout = 10 * time.Second
+)
+
+func grpcServerOptions() []grpc.ServerOption {
+	return []grpc.ServerOption{
+		grpc.MaxRecvMsgSize(maxCheckRequestBytes),
+		grpc.MaxConcurrentStreams(maxStreamsPerConn),
+		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: keepaliveMinTime, PermitWithoutStream: true}),
+		grpc.KeepaliveParams(keepalive.ServerParameters{
+			Time:                  keepaliveTime,
+			Timeout:               keepaliveTimeout,
+			MaxConnectionAge:      maxConnectionAge,
+			MaxConnectionAgeGrace: maxConnectionAgeGrace,
+		}),
+		grpc.ConnectionTimeout(handshakeTimeout),
+	}
 }
 
 // awaitReady flips gRPC health to SERVING once readiness holds.
