@@ -2,10 +2,13 @@ package main
 
 import (
 	"context"
+	"embed"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"html/template"
 	"io"
+	"io/fs"
 	"log/slog"
 	"net"
 	"net/http"
@@ -85,14 +88,15 @@ func runDev(ctx context.Context, f *devFlags, out, errw io.Writer) error {
 	if err != nil {
 		return &exitError{code: 1, err: fmt.Errorf("--idp-addr: %w", err)}
 	}
-	go serveHTTP(ctx, idpLis, idp.Handler(), errc)
+	// The demo page (served through the proxy) mints its tokens here from the browser.
+	go serveHTTP(ctx, idpLis, devidp.WithCORS(idp.Handler(), devPageOrigins(f.proxyAddr)), errc)
 
 	// 2. The demo upstream app.
 	appLis, err := net.Listen("tcp", f.appAddr)
 	if err != nil {
 		return &exitError{code: 1, err: fmt.Errorf("--app-addr: %w", err)}
 	}
-	go serveHTTP(ctx, appLis, demoApp(), errc)
+	go serveHTTP(ctx, appLis, demoApp(idp.Issuer), errc)
 
 	// 3. The Envoy-compatible front proxy on the shipped bootstrap, bound
 	// before anything is announced.
@@ -176,24 +180,71 @@ issuers:
     jwks_uri: %q
     audiences: [%q]
 log: { level: info }
+policy:
+  routes:
+    # The demo page and its scripts load without a token (a browser navigation
+    # carries none); every API call still needs one.
+    - name: demo-page
+      match: { path: "/", methods: ["GET", "HEAD"] }
+      mode: "off"
+    - name: demo-page-assets
+      match: { path_prefix: "/devui/", methods: ["GET", "HEAD"] }
+      mode: "off"
 `, f.grpcAddr, f.adminAddr, issuer, issuer+"/jwks.json", devAudience)
 }
 
-// demoApp stands in for the upstream application: it answers every request
-// with what it received, including the identity headers stepup-authz set.
-func demoApp() http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+// devPageOrigins are the origins the demo page can have: the proxy's address,
+// and localhost for 127.0.0.1 (and the other way round), plus a Next.js dev
+// server on :3000 (as envoy.yaml's CORS policy allows).
+func devPageOrigins(proxyAddr string) []string {
+	origins := []string{"http://" + proxyAddr, "http://localhost:3000"}
+	if host, port, err := net.SplitHostPort(proxyAddr); err == nil {
+		switch host {
+		case "127.0.0.1", "0.0.0.0", "":
+			origins = append(origins, "http://localhost:"+port, "http://127.0.0.1:"+port)
+		case "localhost":
+			origins = append(origins, "http://127.0.0.1:"+port)
+		}
+	}
+	return origins
+}
+
+// devUI is the demo page: index.html, and the compiled step-up helper and page
+// script copied from examples/web (npm run devui there).
+//
+//go:embed devui
+var devUI embed.FS
+
+var devPage = template.Must(template.ParseFS(devUI, "devui/index.html"))
+
+// demoApp stands in for the upstream application. GET / is the demo page (the
+// seed's "Change bank account" form) and /devui/ its scripts; every other
+// request is answered with what it received, including the identity headers
+// stepup-authz set and the request body (up to 4 KiB).
+func demoApp(idpURL string) http.Handler {
+	assets, _ := fs.Sub(devUI, "devui")
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/html; charset=utf-8")
+		w.Header().Set("Cache-Control", "no-store")
+		_ = devPage.Execute(w, map[string]string{"IdP": idpURL})
+	})
+	mux.Handle("GET /devui/", http.StripPrefix("/devui/", http.FileServerFS(assets)))
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		received := map[string]string{}
 		for name, vs := range r.Header {
 			if l := strings.ToLower(name); strings.HasPrefix(l, "x-stepup-") {
 				received[l] = strings.Join(vs, ",")
 			}
 		}
+		out := map[string]any{"ok": true, "method": r.Method, "path": r.URL.RequestURI(), "stepup_headers": received}
+		if b, _ := io.ReadAll(io.LimitReader(r.Body, 4096)); len(b) > 0 {
+			out["body"] = string(b)
+		}
 		w.Header().Set("Content-Type", "application/json")
-		_ = json.NewEncoder(w).Encode(map[string]any{
-			"ok": true, "method": r.Method, "path": r.URL.RequestURI(), "stepup_headers": received,
-		})
+		_ = json.NewEncoder(w).Encode(out)
 	})
+	return mux
 }
 
 func printDevBanner(w io.Writer, f *devFlags, issuer string) {
@@ -204,6 +255,7 @@ func printDevBanner(w io.Writer, f *devFlags, issuer string) {
 	fmt.Fprintf(w, `
 stepup-authz playground
   front proxy (envoy.yaml)  http://%[1]s
+  demo page                 http://%[1]s/   (Change bank account: Save -> confirm it's you -> Saved.)
   dev identity provider     %[2]s   (discovery, /jwks.json, POST /token)
   demo app (upstream)       http://%[3]s
   stepup-authz gRPC         %[4]s   admin http://%[5]s/readyz  /metrics

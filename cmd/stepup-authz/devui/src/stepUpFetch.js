@@ -1,0 +1,190 @@
+// stepUpFetch: fetch with a bearer token that turns a step-up denial into one
+// prompt and one retry. Identity-provider neutral: you supply getAccessToken
+// and stepUp; nothing here knows which IdP or SDK is behind them.
+import { findStepUpChallenge, parseMaxAge } from "./challenge.js";
+/**
+ * Sends the request with `Authorization: Bearer <token>`. On a 401 whose JSON
+ * body is `{"error":"step_up_required",...}` or whose WWW-Authenticate has a
+ * Bearer challenge with `error="insufficient_user_authentication"`, calls
+ * stepUp once (shared with concurrent calls) and, on success, retries the
+ * request once with the new token. On cancel or failure it returns the
+ * original 401 response, unread.
+ *
+ * Bodies are replayable: a Request is cloned, and a ReadableStream body is
+ * tee()'d, before the first send. While the first send reads a stream, the
+ * spare copy buffers it in memory until the response shows whether a retry is
+ * needed; then it is sent or released. Strings, Blobs, ArrayBuffers, FormData
+ * and URLSearchParams are reused as they are.
+ */
+export async function stepUpFetch(input, init, options) {
+    const doFetch = options.fetch ?? globalThis.fetch;
+    const coord = coordinatorFor(options.stepUp);
+    // Keep a second copy of the body before anything reads the first.
+    let firstInput = input;
+    let spareInput = input;
+    let firstInit = init;
+    let spareInit = init;
+    if (typeof Request !== "undefined" && input instanceof Request) {
+        spareInput = input.clone();
+    }
+    if (init?.body && typeof ReadableStream !== "undefined" && init.body instanceof ReadableStream) {
+        const [a, b] = init.body.tee();
+        firstInit = { ...init, body: a };
+        spareInit = { ...init, body: b };
+    }
+    const release = () => {
+        if (spareInput !== input && spareInput instanceof Request)
+            void spareInput.body?.cancel().catch(() => { });
+        if (spareInit !== init && spareInit?.body instanceof ReadableStream)
+            void spareInit.body.cancel().catch(() => { });
+    };
+    const generation = coord.generation;
+    let first;
+    try {
+        first = await send(doFetch, firstInput, firstInit, await options.getAccessToken());
+    }
+    catch (e) {
+        release();
+        throw e;
+    }
+    const requirement = await stepUpRequirement(first);
+    if (!requirement) {
+        release();
+        return first;
+    }
+    let token;
+    if (coord.generation !== generation) {
+        // A step-up finished while this request was on its way: the token it was
+        // sent with is stale. Retry with the current one rather than prompting again.
+        token = await options.getAccessToken();
+    }
+    else {
+        const prompt = { ...requirement, request: describe(input, init) };
+        if (init?.signal)
+            prompt.signal = init.signal;
+        const result = await coord.run(requirementKey(requirement), () => options.stepUp(prompt));
+        if (result.kind !== "success") {
+            release();
+            return first;
+        }
+        token = result.accessToken ?? (await options.getAccessToken());
+    }
+    return send(doFetch, spareInput, spareInit, token);
+}
+/** stepUpFetch with its options bound: a drop-in for fetch. */
+export function createStepUpFetch(options) {
+    return (input, init) => stepUpFetch(input, init, options);
+}
+/**
+ * The step-up requirement a response carries, or undefined when it is not a
+ * step-up denial (any status but 401, a plain `unauthorized`, `invalid_token`,
+ * a 403 `insufficient_scope`...). Reads a clone of the body, never the body.
+ */
+export async function stepUpRequirement(res) {
+    if (res.status !== 401)
+        return undefined;
+    const challenge = findStepUpChallenge(res.headers.get("www-authenticate"));
+    let body;
+    const ct = res.headers.get("content-type") ?? "";
+    if (/\bjson\b/i.test(ct) && res.body !== null && !res.bodyUsed) {
+        try {
+            const v = JSON.parse(await res.clone().text());
+            if (v !== null && typeof v === "object" && v.error === "step_up_required") {
+                body = v;
+            }
+        }
+        catch {
+            // not JSON after all: only the header can tell
+        }
+    }
+    if (!challenge && !body)
+        return undefined;
+    const req = { acrValues: [] };
+    const bodyAcr = typeof body?.required_acr === "string" && body.required_acr !== "" ? body.required_acr : undefined;
+    const requiredAcr = bodyAcr ?? challenge?.acrValues[0];
+    if (requiredAcr !== undefined)
+        req.requiredAcr = requiredAcr;
+    req.acrValues = challenge && challenge.acrValues.length > 0 ? challenge.acrValues : bodyAcr ? [bodyAcr] : [];
+    const maxAge = challenge?.maxAge ?? parseMaxAge(body?.max_age);
+    if (maxAge !== undefined)
+        req.maxAge = maxAge;
+    if (challenge?.errorDescription !== undefined)
+        req.errorDescription = challenge.errorDescription;
+    return req;
+}
+function send(doFetch, input, init, token) {
+    const base = init?.headers ?? (typeof Request !== "undefined" && input instanceof Request ? input.headers : undefined);
+    const headers = new Headers(base);
+    if (token)
+        headers.set("Authorization", `Bearer ${token}`);
+    return doFetch(input, { ...init, headers });
+}
+function describe(input, init) {
+    if (typeof Request !== "undefined" && input instanceof Request) {
+        return { url: input.url, method: (init?.method ?? input.method).toUpperCase() };
+    }
+    return { url: String(input), method: (init?.method ?? "GET").toUpperCase() };
+}
+function requirementKey(r) {
+    return JSON.stringify([r.requiredAcr ?? null, r.acrValues, r.maxAge ?? null]);
+}
+/**
+ * One per stepUp function: the prompt in flight, and a count of successful
+ * step-ups so a request that was sent before one finished retries instead of
+ * prompting again.
+ */
+class Coordinator {
+    generation = 0;
+    current;
+    async run(key, start) {
+        // Same requirement: join the open prompt. Another requirement: wait for it
+        // to close, so the user never sees two prompts at once.
+        for (let cur = this.current; cur; cur = this.current) {
+            if (cur.key === key)
+                return cur.promise;
+            await cur.promise;
+        }
+        const entry = { key, promise: undefined };
+        entry.promise = (async () => {
+            let r;
+            try {
+                r = normalise(await start());
+            }
+            catch (error) {
+                r = { kind: "failed", error };
+            }
+            if (this.current === entry)
+                this.current = undefined;
+            if (r.kind === "success")
+                this.generation++;
+            return r;
+        })();
+        // Installed before the function above can clear it: it awaits start(),
+        // which always yields at least once.
+        this.current = entry;
+        return entry.promise;
+    }
+}
+function normalise(r) {
+    if (r && typeof r === "object") {
+        const k = r.kind;
+        if (k === "success") {
+            const t = r.accessToken;
+            return typeof t === "string" && t !== "" ? { kind: "success", accessToken: t } : { kind: "success" };
+        }
+        if (k === "cancelled")
+            return { kind: "cancelled" };
+        if (k === "failed")
+            return r;
+    }
+    return { kind: "failed", error: new Error("stepUp returned no result") };
+}
+const coordinators = new WeakMap();
+function coordinatorFor(stepUp) {
+    let c = coordinators.get(stepUp);
+    if (!c) {
+        c = new Coordinator();
+        coordinators.set(stepUp, c);
+    }
+    return c;
+}

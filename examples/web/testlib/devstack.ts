@@ -1,0 +1,92 @@
+// Builds the stepup-authz binary and runs `stepup-authz dev` on free ports,
+// for the integration and browser tests. Not a test file itself (node --test
+// runs every file under dist/test/).
+import { spawn, spawnSync } from "node:child_process";
+import type { ChildProcess } from "node:child_process";
+import { existsSync, mkdtempSync, rmSync } from "node:fs";
+import { createServer } from "node:net";
+import { tmpdir } from "node:os";
+import { dirname, join, resolve } from "node:path";
+import { fileURLToPath } from "node:url";
+
+/** The repository root (this file is examples/web/dist/testlib/devstack.js). */
+export const repoRoot = resolve(dirname(fileURLToPath(import.meta.url)), "..", "..", "..", "..");
+
+export interface DevStack {
+  proxy: string; // http://127.0.0.1:PORT, the page's origin
+  idp: string;
+  output: () => string;
+  stop: () => Promise<void>;
+}
+
+function env(): NodeJS.ProcessEnv {
+  const e = { ...process.env };
+  if (existsSync("/usr/local/go/bin")) e["PATH"] = `/usr/local/go/bin:${e["PATH"] ?? ""}`;
+  return e;
+}
+
+async function freePort(): Promise<number> {
+  return new Promise((res, rej) => {
+    const s = createServer();
+    s.once("error", rej);
+    s.listen(0, "127.0.0.1", () => {
+      const a = s.address();
+      s.close(() => (a && typeof a === "object" ? res(a.port) : rej(new Error("no port"))));
+    });
+  });
+}
+
+/** go build -o <tmp>/stepup-authz ./cmd/stepup-authz from the repository root. */
+export function buildBinary(): { bin: string; cleanup: () => void } {
+  const dir = mkdtempSync(join(tmpdir(), "stepup-web-"));
+  const bin = join(dir, "stepup-authz");
+  const r = spawnSync("go", ["build", "-o", bin, "./cmd/stepup-authz"], { cwd: repoRoot, env: env(), encoding: "utf8" });
+  if (r.status !== 0) throw new Error(`go build failed (${r.error ?? r.status}):\n${r.stderr}`);
+  return { bin, cleanup: () => rmSync(dir, { recursive: true, force: true }) };
+}
+
+/** Starts `stepup-authz dev` on free ports and resolves once its banner says it is ready. */
+export async function startDev(bin: string): Promise<DevStack> {
+  const addrs: Record<string, string> = {};
+  for (const flag of ["proxy-addr", "idp-addr", "app-addr", "grpc-addr", "admin-addr"]) {
+    addrs[flag] = `127.0.0.1:${await freePort()}`;
+  }
+  const args = ["dev", ...Object.entries(addrs).flatMap(([k, v]) => [`--${k}`, v])];
+  const child: ChildProcess = spawn(bin, args, { env: env(), stdio: ["ignore", "pipe", "pipe"] });
+  let out = "";
+  child.stdout!.on("data", (d: Buffer) => (out += d.toString()));
+  child.stderr!.on("data", (d: Buffer) => (out += d.toString()));
+  const exited = new Promise<number | null>((r) => child.once("exit", (code) => r(code)));
+
+  const deadline = Date.now() + 30_000;
+  while (!out.includes("Ctrl-C stops everything")) {
+    if (child.exitCode !== null) throw new Error(`stepup-authz dev exited with ${child.exitCode}:\n${out}`);
+    if (Date.now() > deadline) {
+      child.kill("SIGKILL");
+      throw new Error(`stepup-authz dev was not ready within 30 s:\n${out}`);
+    }
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  return {
+    proxy: `http://${addrs["proxy-addr"]}`,
+    idp: `http://${addrs["idp-addr"]}`,
+    output: () => out,
+    stop: async () => {
+      if (child.exitCode !== null) return;
+      child.kill("SIGINT");
+      const t = setTimeout(() => child.kill("SIGKILL"), 10_000);
+      await exited;
+      clearTimeout(t);
+    },
+  };
+}
+
+/** Mints a token from the dev IdP over HTTP, as a frontend would get one from its IdP. */
+export async function mint(idp: string, acr: string, authAgeSeconds = 0): Promise<string> {
+  const res = await fetch(`${idp}/token`, {
+    method: "POST",
+    body: new URLSearchParams({ sub: "user-1", acr, auth_age_seconds: String(authAgeSeconds) }),
+  });
+  if (!res.ok) throw new Error(`dev IdP /token: ${res.status} ${await res.text()}`);
+  return ((await res.json()) as { access_token: string }).access_token;
+}
