@@ -59,7 +59,7 @@ func Decide(c *Claims, p *Policy, rules *IssuerRules, s *Settings, now time.Time
 		if !p.NeedsStepUp() && len(p.MachineScopes) == 0 {
 			return d
 		}
-		if len(p.MachineScopes) == 0 || len(missingScopes(p.MachineScopes, c.Scopes)) > 0 {
+		if len(p.MachineScopes) == 0 || !hasAllScopes(p.MachineScopes, c.Scopes) {
 			d.Reason = ReasonScopeMissing
 		}
 		return d

@@ -2,13 +2,13 @@ package policy
 
 import "slices"
 
-// missingScopes returns the required scopes that have is missing.
-func missingScopes(required, have []string) []string {
-	var missing []string
+// hasAllScopes reports whether have contains every required scope. It does
+// not allocate: it runs inside Decide on every machine-token Check.
+func hasAllScopes(required, have []string) bool {
 	for _, s := range required {
 		if !slices.Contains(have, s) {
-			missing = append(missing, s)
+			return false
 		}
 	}
-	return missing
+	return true
 }
