@@ -1,0 +1,99 @@
+package token
+
+import (
+	"context"
+	"crypto/elliptic"
+	"fmt"
+	"testing"
+	"time"
+)
+
+// benchClaims are the claims of a typical human access token; with an RS256
+// signature the token is about 800 bytes, like the ones BENCHMARKS.md uses.
+func benchClaims(f *fixture) map[string]any {
+	now := f.clock.Now()
+	return f.claims(map[string]any{
+		"sub":       "00u1a2b3c4d5e6f7g8h9",
+		"client_id": "web-frontend",
+		"acr":       "aal2",
+		"amr":       []string{"pwd", "otp"},
+		"auth_time": now.Add(-time.Minute).Unix(),
+		"scope":     "openid profile email payouts:read payouts:write",
+		"sid":       "f3c5b2a1-8d7e-4c6b-9a5f-1e2d3c4b5a69",
+		"email":     "jane.doe@example.com",
+		"name":      "Jane Doe",
+	})
+}
+
+// BenchmarkVerify measures token verification: cache=cold verifies every time
+// (the cache is disabled, so the full parse, signature and claims path runs),
+// cache=hit answers a token verified before from the verified-token cache,
+// and cache=miss verifies a token new to a full cache and stores it (evicting
+// one entry), as a stream of distinct tokens does.
+//
+//	go test -run='^$' -bench=Verify -benchmem ./extauthz/token
+func BenchmarkVerify(b *testing.B) {
+	keys := []testKey{
+		newRSA(b, "rs-bench", "RS256"),
+		newEC(b, "es-bench", elliptic.P256(), "ES256"),
+		newEd(b, "ed-bench"),
+	}
+	for _, k := range keys {
+		for _, mode := range []string{"cold", "hit", "miss"} {
+			b.Run(fmt.Sprintf("alg=%s/cache=%s", k.alg, mode), func(b *testing.B) {
+				f := newFixture(b, keys, func(_ *IssuerConfig, o *Options) {
+					switch mode {
+					case "cold":
+						o.CacheSize = -1
+					case "miss":
+						// One entry and two tokens taken in turn: every lookup
+						// misses and every store evicts.
+						o.CacheSize = 1
+					}
+				})
+				toks := []string{
+					mint(b, k, nil, benchClaims(f)),
+					mint(b, k, nil, benchClaims(f)),
+				}
+				ctx := context.Background()
+				for _, tok := range toks {
+					if _, err := f.v.Verify(ctx, tok); err != nil {
+						b.Fatal(err)
+					}
+				}
+				b.ReportMetric(float64(len(toks[0])), "token-bytes")
+				b.ReportAllocs()
+				i := 0
+				for b.Loop() {
+					c, err := f.v.Verify(ctx, toks[i&1])
+					if err != nil || c.ACR != "aal2" {
+						b.Fatal(err)
+					}
+					if mode == "miss" {
+						i++
+					}
+				}
+				hits, misses := f.v.CacheStats()
+				switch {
+				case mode == "hit" && misses > 2:
+					b.Fatalf("hit benchmark missed the cache %d times", misses)
+				case mode == "miss" && hits > 0:
+					b.Fatalf("miss benchmark hit the cache %d times", hits)
+				}
+			})
+		}
+	}
+}
+
+// BenchmarkBearer extracts the token from an Authorization value.
+func BenchmarkBearer(b *testing.B) {
+	k := newRSA(b, "rs-bench", "RS256")
+	f := newFixture(b, []testKey{k}, nil)
+	values := []string{"Bearer " + mint(b, k, nil, benchClaims(f))}
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := Bearer(values); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
