@@ -42,6 +42,6 @@ func newRootCmd() *cobra.Command {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(newServeCmd(), newValidateCmd(), newCheckCmd(), newDevCmd(), newVersionCmd())
+	root.AddCommand(newServeCmd(), newValidateCmd(), newCheckCmd(), newDevCmd(), newVersionCmd(), newBenchCmd())
 	return root
 }
