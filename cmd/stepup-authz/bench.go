@@ -99,6 +99,7 @@ once; invalid tokens are well formed but fail signature verification).`,
 	f := cmd.Flags()
 	f.StringVar(&o.Target, "target", "", "address of a running ext_authz server (host:port)")
 	f.IntVar(&o.TargetPid, "target-pid", 0, "process id of --target, to report its CPU time per Check")
+	f.StringVar(&o.TargetAdmin, "target-admin", "", "admin address of --target (host:port serving /metrics), to report its allocations per Check")
 	f.BoolVar(&o.Self, "self", false, "start stepup-authz serve trusting the bench IdP, one fresh process per phase")
 	f.BoolVar(&o.Floor, "floor", false, "also measure the naive always-OK grpc-go server in the same run")
 	f.BoolVar(&o.JWTFloor, "jwt-floor", false, "also measure a golang-jwt/v5 verifier without cache in the same run")
@@ -130,9 +131,9 @@ once; invalid tokens are well formed but fail signature verification).`,
 
 // newBenchFloorCmd is the always-OK floor, run by bench as its own process.
 func newBenchFloorCmd() *cobra.Command {
-	var listen string
+	var listen, admin string
 	cmd := &cobra.Command{
-		Use:    "floor-server --listen ADDR",
+		Use:    "floor-server --listen ADDR [--admin ADDR]",
 		Short:  "Serve the naive always-OK ext_authz floor (used by bench --floor)",
 		Hidden: true,
 		Args:   cobra.NoArgs,
@@ -141,6 +142,10 @@ func newBenchFloorCmd() *cobra.Command {
 			if err != nil {
 				return &exitError{code: 1, err: err}
 			}
+			if err := serveBenchAdmin(admin); err != nil {
+				lis.Close()
+				return err
+			}
 			gs := bench.ServeFloor(lis)
 			waitSignal()
 			gs.Stop()
@@ -148,14 +153,15 @@ func newBenchFloorCmd() *cobra.Command {
 		},
 	}
 	cmd.Flags().StringVar(&listen, "listen", "127.0.0.1:0", "gRPC address")
+	cmd.Flags().StringVar(&admin, "admin", "", "address for /metrics (Go runtime metrics)")
 	return cmd
 }
 
 // newBenchJWTCmd is the golang-jwt reference, run by bench as its own process.
 func newBenchJWTCmd() *cobra.Command {
-	var listen, jwks, issuer, audience string
+	var listen, admin, jwks, issuer, audience string
 	cmd := &cobra.Command{
-		Use:    "jwt-server --listen ADDR --jwks URL --issuer ISS --audience AUD",
+		Use:    "jwt-server --listen ADDR --jwks URL --issuer ISS --audience AUD [--admin ADDR]",
 		Short:  "Serve the golang-jwt/v5 no-cache reference (used by bench --jwt-floor)",
 		Hidden: true,
 		Args:   cobra.NoArgs,
@@ -163,6 +169,10 @@ func newBenchJWTCmd() *cobra.Command {
 			lis, err := net.Listen("tcp", listen)
 			if err != nil {
 				return &exitError{code: 1, err: err}
+			}
+			if err := serveBenchAdmin(admin); err != nil {
+				lis.Close()
+				return err
 			}
 			gs, err := bench.ServeJWTFloor(lis, jwks, issuer, audience)
 			if err != nil {
@@ -176,10 +186,24 @@ func newBenchJWTCmd() *cobra.Command {
 	}
 	f := cmd.Flags()
 	f.StringVar(&listen, "listen", "127.0.0.1:0", "gRPC address")
+	f.StringVar(&admin, "admin", "", "address for /metrics (Go runtime metrics)")
 	f.StringVar(&jwks, "jwks", "", "JWKS URL")
 	f.StringVar(&issuer, "issuer", "", "expected iss")
 	f.StringVar(&audience, "audience", bench.Audience, "expected aud")
 	return cmd
+}
+
+// serveBenchAdmin serves a reference server's /metrics on addr ("" for none).
+func serveBenchAdmin(addr string) error {
+	if addr == "" {
+		return nil
+	}
+	lis, err := net.Listen("tcp", addr)
+	if err != nil {
+		return &exitError{code: 1, err: err}
+	}
+	bench.ServeAdmin(lis)
+	return nil
 }
 
 func waitSignal() {

@@ -1,10 +1,12 @@
 package bench
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"fmt"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"runtime"
@@ -217,4 +219,43 @@ func PinSelf(cpus []int) error {
 	}
 	runtime.GOMAXPROCS(set.Count())
 	return nil
+}
+
+// Allocs reads the Go runtime's cumulative allocation counts (objects and
+// bytes) from the Prometheus endpoint at http://admin/metrics.
+func Allocs(admin string) (objects, bytes float64, err error) {
+	client := &http.Client{Timeout: 5 * time.Second}
+	resp, err := client.Get("http://" + admin + "/metrics")
+	if err != nil {
+		return 0, 0, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return 0, 0, fmt.Errorf("%s/metrics: %s", admin, resp.Status)
+	}
+	found := 0
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	for sc.Scan() {
+		name, value, ok := strings.Cut(sc.Text(), " ")
+		if !ok {
+			continue
+		}
+		switch name {
+		case "go_memstats_mallocs_total":
+			objects, err = strconv.ParseFloat(value, 64)
+		case "go_memstats_alloc_bytes_total":
+			bytes, err = strconv.ParseFloat(value, 64)
+		default:
+			continue
+		}
+		if err != nil {
+			return 0, 0, fmt.Errorf("%s/metrics: %s: %w", admin, name, err)
+		}
+		found++
+	}
+	if found != 2 {
+		return 0, 0, fmt.Errorf("%s/metrics: no go_memstats allocation counters", admin)
+	}
+	return objects, bytes, sc.Err()
 }

@@ -19,6 +19,9 @@ type Options struct {
 	Target string
 	// TargetPid, when set, lets the report give the target's CPU per Check.
 	TargetPid int
+	// TargetAdmin, when set, is where the target serves Prometheus /metrics with
+	// the Go runtime's go_memstats counters, for allocations per Check.
+	TargetAdmin string
 	// Self starts `stepup-authz serve` (this executable), trusting the bench
 	// IdP, as the target: a fresh process for every phase.
 	Self bool
@@ -66,6 +69,10 @@ type Phase struct {
 	ServerCPUPerCheck time.Duration `json:"server_cpu_per_check"`
 	// LoadCPU is the share of one CPU the load generator used (1 = one core busy).
 	LoadCPU float64 `json:"load_cpu"`
+	// AllocsPerCheck and BytesPerCheck are the server's heap allocations per
+	// answered Check, from its go_memstats counters (0 when unknown).
+	AllocsPerCheck float64 `json:"allocs_per_check"`
+	BytesPerCheck  float64 `json:"bytes_per_check"`
 	// UniqueUsed is how many unique tokens the phase sent.
 	UniqueUsed int `json:"unique_used,omitempty"`
 }
@@ -88,6 +95,8 @@ type Summary struct {
 	P999              time.Duration `json:"p999"`
 	ServerCPUPerCheck time.Duration `json:"server_cpu_per_check"`
 	LoadCPU           float64       `json:"load_cpu"`
+	AllocsPerCheck    float64       `json:"allocs_per_check"`
+	BytesPerCheck     float64       `json:"bytes_per_check"`
 	Errors            int64         `json:"errors"`
 	Unexpected        int64         `json:"unexpected"`
 	// RatioToFloor and RatioToJWT are the medians over runs of this server's
@@ -107,6 +116,7 @@ const (
 type server struct {
 	name   string
 	addr   string
+	admin  string // serves /metrics with go_memstats, "" when unknown
 	pid    int
 	expect bool // whether decisions are checked
 	start  func() (*Child, error)
@@ -255,8 +265,12 @@ func (r *runner) servers() ([]*server, error) {
 		if err != nil {
 			return nil, err
 		}
-		out = append(out, &server{name: NameFloor, addr: addr, start: func() (*Child, error) {
-			return StartChild(NameFloor, addr, cpus, filepath.Join(r.dir, "floor.log"), "bench", "floor-server", "--listen", addr)
+		admin, err := FreeAddr()
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, &server{name: NameFloor, addr: addr, admin: admin, start: func() (*Child, error) {
+			return StartChild(NameFloor, addr, cpus, filepath.Join(r.dir, "floor.log"), "bench", "floor-server", "--listen", addr, "--admin", admin)
 		}})
 	}
 	if r.o.JWTFloor {
@@ -264,9 +278,13 @@ func (r *runner) servers() ([]*server, error) {
 		if err != nil {
 			return nil, err
 		}
-		out = append(out, &server{name: NameJWT, addr: addr, expect: true, start: func() (*Child, error) {
+		admin, err := FreeAddr()
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, &server{name: NameJWT, addr: addr, admin: admin, expect: true, start: func() (*Child, error) {
 			return StartChild(NameJWT, addr, cpus, filepath.Join(r.dir, "jwt-floor.log"), "bench", "jwt-server",
-				"--listen", addr, "--jwks", r.idp.JWKSURL(), "--issuer", r.idp.Issuer, "--audience", Audience)
+				"--listen", addr, "--admin", admin, "--jwks", r.idp.JWKSURL(), "--issuer", r.idp.Issuer, "--audience", Audience)
 		}})
 	}
 	switch {
@@ -284,11 +302,11 @@ func (r *runner) servers() ([]*server, error) {
 			return nil, err
 		}
 		args := append([]string{"serve", "--config", cfg}, r.o.SelfArgs...)
-		out = append(out, &server{name: NameSelf, addr: addr, expect: true, start: func() (*Child, error) {
+		out = append(out, &server{name: NameSelf, addr: addr, admin: admin, expect: true, start: func() (*Child, error) {
 			return StartChild(NameSelf, addr, cpus, filepath.Join(r.dir, "stepup-authz.log"), args...)
 		}})
 	case r.o.Target != "":
-		out = append(out, &server{name: NameTarget, addr: r.o.Target, pid: r.o.TargetPid, expect: true})
+		out = append(out, &server{name: NameTarget, addr: r.o.Target, admin: r.o.TargetAdmin, pid: r.o.TargetPid, expect: true})
 	}
 	return out, nil
 }
@@ -435,6 +453,12 @@ func (r *runner) phase(run int, s *server, unique [][]byte) (Phase, error) {
 	if pid > 0 {
 		cpu0, _ = ProcessCPU(pid)
 	}
+	var objs0, bytes0 float64
+	allocsKnown := false
+	if s.admin != "" {
+		objs0, bytes0, err = Allocs(s.admin)
+		allocsKnown = err == nil
+	}
 	self0 := SelfCPU()
 	st, err := Run(senders, src, r.load(r.o.Duration, r.o.Count))
 	if err != nil {
@@ -447,6 +471,12 @@ func (r *runner) phase(run int, s *server, unique [][]byte) (Phase, error) {
 	if pid > 0 && st.Checks > 0 {
 		if cpu1, err := ProcessCPU(pid); err == nil {
 			ph.ServerCPUPerCheck = (cpu1 - cpu0) / time.Duration(st.Checks)
+		}
+	}
+	if allocsKnown && st.Checks > 0 {
+		if objs1, bytes1, err := Allocs(s.admin); err == nil {
+			ph.AllocsPerCheck = (objs1 - objs0) / float64(st.Checks)
+			ph.BytesPerCheck = (bytes1 - bytes0) / float64(st.Checks)
 		}
 	}
 	ph.UniqueUsed = src.UniqueUsed()
@@ -490,6 +520,9 @@ func (ph *Phase) line() string {
 	}
 	if ph.ServerCPUPerCheck > 0 {
 		s += fmt.Sprintf("  server CPU/Check %v", ph.ServerCPUPerCheck.Round(100*time.Nanosecond))
+	}
+	if ph.AllocsPerCheck > 0 {
+		s += fmt.Sprintf("  %.0f allocs (%.0f B)/Check", ph.AllocsPerCheck, ph.BytesPerCheck)
 	}
 	s += fmt.Sprintf("  load CPU %.0f%%", 100*ph.LoadCPU)
 	if ph.Exhausted {
@@ -548,7 +581,7 @@ func summarize(phases []Phase, servers []*server) []Summary {
 	}
 	var out []Summary
 	for _, s := range servers {
-		var rate, load []float64
+		var rate, load, allocs, bytes []float64
 		var p50, p90, p99, p999, cpu []time.Duration
 		sum := Summary{Server: s.name}
 		for _, p := range byRun[s.name] {
@@ -558,12 +591,16 @@ func summarize(phases []Phase, servers []*server) []Summary {
 			if p.ServerCPUPerCheck > 0 {
 				cpu = append(cpu, p.ServerCPUPerCheck)
 			}
+			if p.AllocsPerCheck > 0 {
+				allocs, bytes = append(allocs, p.AllocsPerCheck), append(bytes, p.BytesPerCheck)
+			}
 			sum.Errors += p.Errors
 			sum.Unexpected += p.Unexpected
 		}
 		sum.Rate, sum.LoadCPU = median(rate), median(load)
 		sum.P50, sum.P90, sum.P99, sum.P999 = median(p50), median(p90), median(p99), median(p999)
 		sum.ServerCPUPerCheck = median(cpu)
+		sum.AllocsPerCheck, sum.BytesPerCheck = median(allocs), median(bytes)
 		if s.name != NameFloor {
 			sum.RatioToFloor = ratio(s.name, NameFloor)
 		}
@@ -578,15 +615,19 @@ func summarize(phases []Phase, servers []*server) []Summary {
 // WriteText writes the summary table of a report.
 func (rep *Report) WriteText(w io.Writer) {
 	fmt.Fprintf(w, "\nmedians over %d run(s):\n", rep.Options.Runs)
-	fmt.Fprintf(w, "%-13s %9s %9s %9s %9s %9s %11s %6s %7s %9s %9s\n",
-		"server", "Checks/s", "p50", "p90", "p99", "p99.9", "CPU/Check", "load", "errors", "vs floor", "vs jwt")
+	fmt.Fprintf(w, "%-13s %9s %9s %9s %9s %9s %11s %7s %6s %7s %9s %9s\n",
+		"server", "Checks/s", "p50", "p90", "p99", "p99.9", "CPU/Check", "allocs", "load", "errors", "vs floor", "vs jwt")
 	for _, s := range rep.Summary {
 		cpu := "-"
 		if s.ServerCPUPerCheck > 0 {
 			cpu = s.ServerCPUPerCheck.Round(100 * time.Nanosecond).String()
 		}
-		fmt.Fprintf(w, "%-13s %9.0f %9v %9v %9v %9v %11s %5.0f%% %7d %9s %9s\n",
-			s.Server, s.Rate, rnd(s.P50), rnd(s.P90), rnd(s.P99), rnd(s.P999), cpu, 100*s.LoadCPU,
+		allocs := "-"
+		if s.AllocsPerCheck > 0 {
+			allocs = fmt.Sprintf("%.0f", s.AllocsPerCheck)
+		}
+		fmt.Fprintf(w, "%-13s %9.0f %9v %9v %9v %9v %11s %7s %5.0f%% %7d %9s %9s\n",
+			s.Server, s.Rate, rnd(s.P50), rnd(s.P90), rnd(s.P99), rnd(s.P999), cpu, allocs, 100*s.LoadCPU,
 			s.Errors+s.Unexpected, ratioText(s.RatioToFloor), ratioText(s.RatioToJWT))
 	}
 	for _, s := range rep.Summary {
