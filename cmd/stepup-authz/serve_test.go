@@ -221,4 +221,5 @@ func TestServeReloadAndShutdownLeaveNoGoroutines(t *testing.T) {
 	}
 	conn.Close()
 	hs.CloseClientConnections()
+	http.DefaultClient.CloseIdleConnections() // the admin polls' keep-alive connections
 }
