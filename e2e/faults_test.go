@@ -346,7 +346,6 @@ func TestKeyRotation(t *testing.T) {
 	t.Logf("new kid verified %v after it was published (refetch rate limit 5s)", took)
 
 	idp.SetKeys(next)
-	gone := time.Now()
 	probe := mint(t, idp, newKey(t, "probe")) // an unknown kid makes the server refetch
 	took = until(t, 15*time.Second, "the old kid refused", func() bool {
 		s.verdictOf(t, probe)
@@ -356,7 +355,6 @@ func TestKeyRotation(t *testing.T) {
 		t.Errorf("the new kid after the old one left: %s", v)
 	}
 	t.Logf("old kid refused %v after it left the set; whole rotation %v", took, time.Since(rotated))
-	_ = gone
 	s.stop(t)
 }
 
