@@ -5,12 +5,18 @@ import (
 	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/binary"
 	"fmt"
+	"math"
 	"net"
 	"net/http"
 	"os"
+	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
+
+	"google.golang.org/protobuf/types/known/structpb"
 
 	"github.com/stepup-authz/stepup-authz/extauthz/config"
 	"github.com/stepup-authz/stepup-authz/extauthz/token"
@@ -35,6 +41,9 @@ type Engine struct {
 	// Rules holds each issuer's acr aliases, amr levels and challenge values.
 	Rules    map[string]*policy.IssuerRules
 	Verifier Verifier
+
+	// layers remembers route metadata already parsed (see metadataLayer).
+	layers layerCache
 }
 
 // Runtime is what outlives config reloads: the JWKS key sets and the HTTP
@@ -142,12 +151,13 @@ func newClient(roots *x509.CertPool) *http.Client {
 
 // resolve works out the policy for a request, field by field, most specific
 // source first (CONTRACT.md, "Policy"). A value that cannot be understood is
-// an error: the caller answers policy_error, never a guess.
-func (e *Engine) resolve(a *attributes) (policy.Policy, policy.Provenance, error) {
+// an error: the caller answers policy_error, never a guess. The provenance is
+// only worked out when withProvenance is set (it costs allocations).
+func (e *Engine) resolve(a *attributes, withProvenance bool) (policy.Policy, policy.Provenance, error) {
 	var layers [4]policy.Sourced
 	n := 0
 	if a.metadata != nil && len(a.metadata.GetFields()) > 0 {
-		l, err := policy.ParseMetadata(a.metadata.AsMap(), e.Settings.Levels)
+		l, err := e.metadataLayer(a.metadata)
 		if err != nil {
 			return policy.Policy{}, nil, fmt.Errorf("route metadata %q: %w", e.Namespace, err)
 		}
@@ -174,9 +184,160 @@ func (e *Engine) resolve(a *attributes) (policy.Policy, policy.Provenance, error
 	}
 	layers[n] = policy.Sourced{Source: policy.SourceDefault, Layer: e.Default}
 	n++
+	if !withProvenance {
+		return policy.Merge(layers[:n]...), nil, nil
+	}
 	p, prov := policy.Resolve(layers[:n]...)
 	return p, prov, nil
 }
+
+// metadataLayer parses route metadata into a policy layer. Routes carry few
+// distinct policies, so layers are remembered by the metadata's content: a
+// request whose metadata was seen before costs a key lookup, not a parse.
+// Metadata that does not parse is never remembered (its error is worked out
+// anew, exactly as ParseMetadata gives it).
+func (e *Engine) metadataLayer(md *structpb.Struct) (policy.Layer, error) {
+	var buf [256]byte
+	key, cacheable := metadataKey(buf[:0], md)
+	if cacheable {
+		if l, ok := e.layers.get(key); ok {
+			return *l, nil
+		}
+	}
+	l, err := policy.ParseMetadata(md.AsMap(), e.Settings.Levels)
+	if err == nil && cacheable {
+		e.layers.put(string(key), cloneLayer(l))
+	}
+	return l, err
+}
+
+// cloneLayer copies the strings of a layer: those of a request may point into
+// its memory (see Codec), which a remembered layer must not keep alive.
+func cloneLayer(l policy.Layer) *policy.Layer {
+	l.RequiredACR.Value = strings.Clone(l.RequiredACR.Value)
+	l.Mode.Value = policy.Mode(strings.Clone(string(l.Mode.Value)))
+	l.Name.Value = strings.Clone(l.Name.Value)
+	if l.MachineScopes.Value != nil {
+		scopes := make([]string, len(l.MachineScopes.Value))
+		for i, sc := range l.MachineScopes.Value {
+			scopes[i] = strings.Clone(sc)
+		}
+		l.MachineScopes.Value = scopes
+	}
+	return &l
+}
+
+// metadataKey appends an encoding of md that is equal for two Structs exactly
+// when they hold the same fields with the same values: fields in key order,
+// each value tagged with its kind, every string length-prefixed. Only flat
+// metadata (strings, numbers, booleans, nulls, lists of strings) of up to 8
+// fields that fits in buf's capacity is encoded; ok is false otherwise.
+func metadataKey(buf []byte, md *structpb.Struct) (key []byte, ok bool) {
+	fields := md.GetFields()
+	if len(fields) > 8 {
+		return nil, false
+	}
+	var names [8]string
+	n := 0
+	for k := range fields {
+		names[n] = k
+		n++
+	}
+	sorted := names[:n]
+	for i := 1; i < len(sorted); i++ {
+		for j := i; j > 0 && sorted[j] < sorted[j-1]; j-- {
+			sorted[j], sorted[j-1] = sorted[j-1], sorted[j]
+		}
+	}
+	limit := cap(buf)
+	appendStr := func(s string) bool {
+		if len(buf)+binary.MaxVarintLen64+len(s) > limit {
+			return false
+		}
+		buf = binary.AppendUvarint(buf, uint64(len(s)))
+		buf = append(buf, s...)
+		return true
+	}
+	for _, k := range sorted {
+		if !appendStr(k) || len(buf)+10 > limit {
+			return nil, false
+		}
+		switch v := fields[k].GetKind().(type) {
+		case *structpb.Value_StringValue:
+			buf = append(buf, 's')
+			if !appendStr(v.StringValue) {
+				return nil, false
+			}
+		case *structpb.Value_NumberValue:
+			buf = append(buf, 'n')
+			buf = binary.LittleEndian.AppendUint64(buf, math.Float64bits(v.NumberValue))
+		case *structpb.Value_BoolValue:
+			buf = append(buf, 'b')
+			if v.BoolValue {
+				buf = append(buf, 1)
+			} else {
+				buf = append(buf, 0)
+			}
+		case *structpb.Value_NullValue:
+			buf = append(buf, 'z')
+		case *structpb.Value_ListValue:
+			items := v.ListValue.GetValues()
+			buf = append(buf, 'l')
+			buf = binary.AppendUvarint(buf, uint64(len(items)))
+			for _, it := range items {
+				sv, isString := it.GetKind().(*structpb.Value_StringValue)
+				if !isString || !appendStr(sv.StringValue) {
+					return nil, false
+				}
+			}
+		default: // nested structs, a Value without a kind
+			return nil, false
+		}
+	}
+	return buf, true
+}
+
+// maxLayers bounds the remembered route metadata layers.
+const maxLayers = 1024
+
+// layerCache is a copy-on-write map read without locking.
+type layerCache struct {
+	m  atomic.Pointer[map[string]*policy.Layer]
+	mu sync.Mutex
+}
+
+func (c *layerCache) get(key []byte) (*policy.Layer, bool) {
+	m := c.m.Load()
+	if m == nil {
+		return nil, false
+	}
+	l, ok := (*m)[string(key)]
+	return l, ok
+}
+
+func (c *layerCache) put(key string, l *policy.Layer) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	old := c.m.Load()
+	size := 0
+	if old != nil {
+		size = len(*old)
+	}
+	if size >= maxLayers {
+		return
+	}
+	next := make(map[string]*policy.Layer, size+1)
+	if old != nil {
+		for k, v := range *old {
+			next[k] = v
+		}
+	}
+	next[key] = l
+	c.m.Store(&next)
+}
+
+// noRules are the empty rules; shared, never modified.
+var noRules = &policy.IssuerRules{}
 
 // rules returns the issuer's rules, or empty rules for an unknown issuer
 // (which cannot happen for a verified token, but must not panic).
@@ -184,5 +345,5 @@ func (e *Engine) rules(issuer string) *policy.IssuerRules {
 	if r, ok := e.Rules[issuer]; ok {
 		return r
 	}
-	return &policy.IssuerRules{}
+	return noRules
 }

@@ -1,7 +1,9 @@
 package extauthz
 
 import (
+	"strings"
 	"sync"
+	"sync/atomic"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -16,6 +18,8 @@ type Metrics struct {
 	JWKSFetches   *prometheus.CounterVec
 	Reloads       *prometheus.CounterVec
 	LoopSuspected *prometheus.CounterVec
+
+	decisions decisionCounters
 }
 
 // NewMetrics registers the series with reg.
@@ -53,7 +57,62 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	}
 	m.Reloads.WithLabelValues("ok")
 	m.Reloads.WithLabelValues("invalid")
+	m.decisions.vec = m.Decisions
 	return m
+}
+
+// decided counts one decision. It is Decisions.WithLabelValues(...).Inc()
+// without its per-call label hashing, slice and lock: the counters already
+// seen are found in a copy-on-write map read without locking. Label values
+// are copied before the counter keeps them, so no string of a request (whose
+// memory the codec shares) outlives it.
+func (m *Metrics) decided(decision, reason, policy string) {
+	m.decisions.inc(decisionKey{decision, reason, policy})
+}
+
+type decisionKey struct{ decision, reason, policy string }
+
+// maxDecisionCounters bounds the lock-free map; beyond it (many policy names
+// from route metadata) counting falls back to the CounterVec.
+const maxDecisionCounters = 1024
+
+type decisionCounters struct {
+	vec *prometheus.CounterVec
+	m   atomic.Pointer[map[decisionKey]prometheus.Counter]
+	mu  sync.Mutex
+}
+
+func (d *decisionCounters) inc(k decisionKey) {
+	if m := d.m.Load(); m != nil {
+		if c, ok := (*m)[k]; ok {
+			c.Inc()
+			return
+		}
+	}
+	k = decisionKey{strings.Clone(k.decision), strings.Clone(k.reason), strings.Clone(k.policy)}
+	c := d.vec.WithLabelValues(k.decision, k.reason, k.policy)
+	c.Inc()
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	old := d.m.Load()
+	if old != nil && len(*old) >= maxDecisionCounters {
+		return
+	}
+	next := make(map[decisionKey]prometheus.Counter, 1+lenOf(old))
+	if old != nil {
+		for k, v := range *old {
+			next[k] = v
+		}
+	}
+	next[k] = c
+	d.m.Store(&next)
+}
+
+func lenOf(m *map[decisionKey]prometheus.Counter) int {
+	if m == nil {
+		return 0
+	}
+	return len(*m)
 }
 
 // RegisterTokenCache exports the verified-token cache's hit and miss counts.

@@ -15,9 +15,13 @@ type attributes struct {
 	host   string
 	// path is as Envoy sent it, query string included; route matching strips it.
 	path string
-	// authorization holds every Authorization value: one from Envoy's joined
-	// header map, possibly several from raw header_map.
-	authorization []string
+	// authorization is the first Authorization value and authorizations the
+	// number of them: one from Envoy's joined header map, possibly several
+	// from raw header_map, which are then all in moreAuthorization. The usual
+	// single value costs no allocation; authValues gives them all.
+	authorization     string
+	authorizations    int
+	moreAuthorization []string
 	// stepupHeaders are the client-sent x-stepup-* header names, lower-cased.
 	stepupHeaders []string
 	requestID     string
@@ -88,7 +92,15 @@ func readAttributes(req *authv3.CheckRequest, namespace string) attributes {
 func (a *attributes) header(name, value string) {
 	switch {
 	case name == "authorization":
-		a.authorization = append(a.authorization, value)
+		a.authorizations++
+		if a.authorizations == 1 {
+			a.authorization = value
+			break
+		}
+		if a.moreAuthorization == nil {
+			a.moreAuthorization = []string{a.authorization}
+		}
+		a.moreAuthorization = append(a.moreAuthorization, value)
 	case name == ":authority":
 		if a.host == "" {
 			a.host = value
@@ -105,6 +117,19 @@ func (a *attributes) header(name, value string) {
 		a.requestID = value
 	case len(name) > len(stepupPrefix) && strings.EqualFold(name[:len(stepupPrefix)], stepupPrefix):
 		a.stepupHeaders = append(a.stepupHeaders, strings.ToLower(name))
+	}
+}
+
+// authValues returns every Authorization value, using buf for a single one.
+func (a *attributes) authValues(buf *[1]string) []string {
+	switch a.authorizations {
+	case 0:
+		return nil
+	case 1:
+		buf[0] = a.authorization
+		return buf[:]
+	default:
+		return a.moreAuthorization
 	}
 }
 

@@ -3,6 +3,9 @@ package extauthz
 import (
 	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
+	"unsafe"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
@@ -22,14 +25,60 @@ const (
 	HeaderDryRun   = "x-stepup-dry-run"
 )
 
-// The denials whose wire form never varies are built once. Concurrent
-// marshalling of a shared, never-mutated message is safe.
+// The parts of responses whose wire form never varies are built once: the
+// fixed denials, the statuses, the dynamic metadata of a policy without a
+// name, and whole responses for the fixed denials. Concurrent marshalling of
+// a shared, never-mutated message is safe; nothing here is ever modified, and
+// neither may callers of Evaluate modify a Result's Response.
 var (
 	deniedNoToken = denied(typev3.StatusCode_Unauthorized, `{"error":"unauthorized"}`, "Bearer")
 	deniedInvalid = denied(typev3.StatusCode_Unauthorized, `{"error":"unauthorized"}`,
 		`Bearer error="invalid_token"`)
 	deniedUnavailable = denied(typev3.StatusCode_ServiceUnavailable, `{"error":"temporarily_unavailable"}`, "")
 	deniedPolicyError = denied(typev3.StatusCode_InternalServerError, `{"error":"policy_error"}`, "")
+
+	statusOK     = &rpcstatus.Status{Code: int32(codes.OK)}
+	statusDenied = &rpcstatus.Status{Code: int32(codes.PermissionDenied)}
+
+	decisionValues = map[bool]*structpb.Value{true: structpb.NewStringValue("allow"), false: structpb.NewStringValue("deny")}
+	reasonValues   = func() map[policy.Reason]*structpb.Value {
+		m := make(map[policy.Reason]*structpb.Value, len(policy.Reasons))
+		for _, r := range policy.Reasons {
+			m[r] = structpb.NewStringValue(string(r))
+		}
+		return m
+	}()
+	// unnamedMetadata[allow][reason] is the dynamic metadata of a policy without a name.
+	unnamedMetadata = func() map[bool]map[policy.Reason]*structpb.Struct {
+		m := map[bool]map[policy.Reason]*structpb.Struct{}
+		for _, allow := range []bool{true, false} {
+			m[allow] = make(map[policy.Reason]*structpb.Struct, len(policy.Reasons))
+			for _, r := range policy.Reasons {
+				m[allow][r] = &structpb.Struct{Fields: map[string]*structpb.Value{
+					"decision": decisionValues[allow],
+					"reason":   reasonValues[r],
+				}}
+			}
+		}
+		return m
+	}()
+	// fixedDenials are whole responses for the denials of a policy without a name.
+	fixedDenials = func() map[policy.Reason]*authv3.CheckResponse {
+		m := map[policy.Reason]*authv3.CheckResponse{}
+		for r, dr := range map[policy.Reason]*authv3.DeniedHttpResponse{
+			policy.ReasonTokenMissing:    deniedNoToken,
+			policy.ReasonTokenInvalid:    deniedInvalid,
+			policy.ReasonKeysUnavailable: deniedUnavailable,
+			policy.ReasonPolicyError:     deniedPolicyError,
+		} {
+			m[r] = &authv3.CheckResponse{
+				Status:          statusDenied,
+				HttpResponse:    &authv3.CheckResponse_DeniedResponse{DeniedResponse: dr},
+				DynamicMetadata: unnamedMetadata[false][r],
+			}
+		}
+		return m
+	}()
 )
 
 // outcome is everything needed to write the CheckResponse for a decision.
@@ -48,13 +97,14 @@ type outcome struct {
 // would answer with its own status_on_error and no body (ENVOY.md §2).
 func buildResponse(o *outcome, a *attributes) *authv3.CheckResponse {
 	d := &o.decision
-	resp := &authv3.CheckResponse{DynamicMetadata: dynamicMetadata(o)}
 	if d.Allowed() || o.dryRun {
-		resp.Status = &rpcstatus.Status{Code: int32(codes.OK)}
-		resp.HttpResponse = &authv3.CheckResponse_OkResponse{OkResponse: okResponse(o, a)}
-		return resp
+		return okResponse(o, a)
 	}
-	resp.Status = &rpcstatus.Status{Code: int32(codes.PermissionDenied)}
+	if d.Policy.Name == "" {
+		if resp, ok := fixedDenials[d.Reason]; ok {
+			return resp
+		}
+	}
 	var dr *authv3.DeniedHttpResponse
 	switch d.Outcome() {
 	case policy.Unauthorized:
@@ -71,28 +121,73 @@ func buildResponse(o *outcome, a *attributes) *authv3.CheckResponse {
 	default:
 		dr = deniedPolicyError
 	}
-	resp.HttpResponse = &authv3.CheckResponse_DeniedResponse{DeniedResponse: dr}
-	return resp
+	// The response and its oneof wrapper in one allocation.
+	blk := &struct {
+		resp authv3.CheckResponse
+		wrap authv3.CheckResponse_DeniedResponse
+	}{}
+	blk.wrap.DeniedResponse = dr
+	blk.resp.Status = statusDenied
+	blk.resp.HttpResponse = &blk.wrap
+	blk.resp.DynamicMetadata = dynamicMetadata(o)
+	return &blk.resp
+}
+
+// okBlock is an allow response in one allocation: the response, its oneof
+// wrapper, the OkHttpResponse and room for its identity headers.
+type okBlock struct {
+	resp authv3.CheckResponse
+	wrap authv3.CheckResponse_OkResponse
+	ok   authv3.OkHttpResponse
+	ptrs [4]*corev3.HeaderValueOption
+	opts [4]corev3.HeaderValueOption
+	vals [4]corev3.HeaderValue
+	// digits holds x-stepup-auth-time's value, written once before use.
+	digits [20]byte
+}
+
+// set adds a header that replaces any existing value (see header).
+func (b *okBlock) set(k, v string) {
+	i := len(b.ok.Headers)
+	if i == len(b.opts) {
+		b.ok.Headers = append(b.ok.Headers, header(k, v))
+		return
+	}
+	b.vals[i].Key, b.vals[i].Value = k, v
+	b.opts[i].Header = &b.vals[i]
+	b.opts[i].AppendAction = corev3.HeaderValueOption_OVERWRITE_IF_EXISTS_OR_ADD
+	b.ok.Headers = append(b.ok.Headers, &b.opts[i])
 }
 
 // okResponse sets the identity headers (overwriting any client copy) and
 // removes every other client-sent x-stepup-* header, so nothing upstream can
 // mistake a forged header for ours. headers_to_remove is applied after the
 // header mutations, so it never names a header this response sets.
-func okResponse(o *outcome, a *attributes) *authv3.OkHttpResponse {
-	ok := &authv3.OkHttpResponse{}
+func okResponse(o *outcome, a *attributes) *authv3.CheckResponse {
+	blk := &okBlock{}
+	blk.resp.Status = statusOK
+	blk.resp.DynamicMetadata = dynamicMetadata(o)
+	blk.resp.HttpResponse = &blk.wrap
+	blk.wrap.OkResponse = &blk.ok
+	ok := &blk.ok
+	ok.Headers = blk.ptrs[:0]
 	c := o.claims
 	if c != nil {
-		ok.Headers = append(ok.Headers, header(HeaderSub, c.Subject))
+		blk.set(HeaderSub, c.Subject)
 		if o.decision.Level != "" {
-			ok.Headers = append(ok.Headers, header(HeaderACR, o.decision.Level))
+			blk.set(HeaderACR, o.decision.Level)
 		}
 		if !c.AuthTime.IsZero() {
-			ok.Headers = append(ok.Headers, header(HeaderAuthTime, strconv.FormatInt(c.AuthTime.Unix(), 10)))
+			n := len(strconv.AppendInt(blk.digits[:0], c.AuthTime.Unix(), 10))
+			// The digits are never written again, so the string stays as it is.
+			blk.set(HeaderAuthTime, unsafe.String(&blk.digits[0], n))
 		}
 	}
 	if o.dryRun {
-		ok.Headers = append(ok.Headers, header(HeaderDryRun, string(o.decision.Reason)))
+		blk.set(HeaderDryRun, string(o.decision.Reason))
+	}
+	if len(ok.Headers) == 0 {
+		ok.Headers = nil
 	}
 	if len(a.stepupHeaders) > 0 {
 		// A set, not a scan of the list: a request can carry thousands of x-stepup-*
@@ -105,7 +200,7 @@ func okResponse(o *outcome, a *attributes) *authv3.OkHttpResponse {
 			}
 		}
 	}
-	return ok
+	return &blk.resp
 }
 
 func setsHeader(hs []*corev3.HeaderValueOption, name string) bool {
@@ -117,9 +212,66 @@ func setsHeader(hs []*corev3.HeaderValueOption, name string) bool {
 	return false
 }
 
+// stepUpKey is everything a step-up denial's wire form depends on.
+type stepUpKey struct {
+	stronger          bool // the description: stronger, or more recent
+	acr, challenge    string
+	maxAge            int64
+	hasACR, hasMaxAge bool
+}
+
+// stepUps remembers built step-up denials (immutable once built) in a
+// copy-on-write map read without locking; routes have few distinct policies.
+var stepUps struct {
+	m  atomic.Pointer[map[stepUpKey]*authv3.DeniedHttpResponse]
+	mu sync.Mutex
+}
+
+// maxStepUps bounds the remembered step-up denials.
+const maxStepUps = 1024
+
 // stepUpResponse is the RFC 9470 challenge plus the JSON body that frontend
 // wrappers read. A field the policy does not set is left out of both.
 func stepUpResponse(d *policy.Decision, rules *policy.IssuerRules) *authv3.DeniedHttpResponse {
+	p := &d.Policy
+	k := stepUpKey{stronger: stepUpDescription(d.Reason) == stronger, hasACR: p.RequiredACR != "", hasMaxAge: p.HasMaxAge}
+	if k.hasACR {
+		k.acr, k.challenge = p.RequiredACR, rules.ChallengeACR(p.RequiredACR)
+	}
+	if k.hasMaxAge {
+		k.maxAge = int64(p.MaxAge.Seconds())
+	}
+	if m := stepUps.m.Load(); m != nil {
+		if dr, ok := (*m)[k]; ok {
+			return dr
+		}
+	}
+	dr := buildStepUp(d, rules)
+	stepUps.mu.Lock()
+	defer stepUps.mu.Unlock()
+	old := stepUps.m.Load()
+	if old != nil && len(*old) >= maxStepUps {
+		return dr
+	}
+	// The key's strings may point into a request; the map keeps copies.
+	k.acr, k.challenge = strings.Clone(k.acr), strings.Clone(k.challenge)
+	next := make(map[stepUpKey]*authv3.DeniedHttpResponse, 1+len(derefOrNil(old)))
+	for kk, v := range derefOrNil(old) {
+		next[kk] = v
+	}
+	next[k] = dr
+	stepUps.m.Store(&next)
+	return dr
+}
+
+func derefOrNil(m *map[stepUpKey]*authv3.DeniedHttpResponse) map[stepUpKey]*authv3.DeniedHttpResponse {
+	if m == nil {
+		return nil
+	}
+	return *m
+}
+
+func buildStepUp(d *policy.Decision, rules *policy.IssuerRules) *authv3.DeniedHttpResponse {
 	p := &d.Policy
 	var body, challenge strings.Builder
 	body.WriteString(`{"error":"step_up_required"`)
@@ -141,10 +293,12 @@ func stepUpResponse(d *policy.Decision, rules *policy.IssuerRules) *authv3.Denie
 	return denied(typev3.StatusCode_Unauthorized, body.String(), challenge.String())
 }
 
+const stronger = "A stronger authentication is required"
+
 func stepUpDescription(r policy.Reason) string {
 	switch r {
 	case policy.ReasonACRMissing, policy.ReasonACRTooLow:
-		return "A stronger authentication is required"
+		return stronger
 	default:
 		return "A more recent authentication is required"
 	}
@@ -189,13 +343,17 @@ func header(k, v string) *corev3.HeaderValueOption {
 // dynamicMetadata lets access logs print
 // %DYNAMIC_METADATA(envoy.filters.http.ext_authz:reason)%.
 func dynamicMetadata(o *outcome) *structpb.Struct {
-	decision := "deny"
-	if o.decision.Allowed() || o.dryRun {
-		decision = "allow"
+	allow := o.decision.Allowed() || o.dryRun
+	reason, known := reasonValues[o.decision.Reason]
+	if !known {
+		reason = structpb.NewStringValue(string(o.decision.Reason))
+	}
+	if o.decision.Policy.Name == "" && known {
+		return unnamedMetadata[allow][o.decision.Reason]
 	}
 	fields := map[string]*structpb.Value{
-		"decision": structpb.NewStringValue(decision),
-		"reason":   structpb.NewStringValue(string(o.decision.Reason)),
+		"decision": decisionValues[allow],
+		"reason":   reason,
 	}
 	if o.decision.Policy.Name != "" {
 		fields["name"] = structpb.NewStringValue(o.decision.Policy.Name)

@@ -64,7 +64,7 @@ func (s *Server) Check(ctx context.Context, req *authv3.CheckRequest) (*authv3.C
 		ctx, cancel = context.WithDeadline(ctx, dl.Add(-time.Until(dl)/5))
 		defer cancel()
 	}
-	r := s.Evaluate(ctx, req)
+	r := s.evaluate(ctx, req, false)
 	if s.metrics != nil {
 		s.metrics.CheckDuration.Observe(time.Since(start).Seconds())
 	}
@@ -82,14 +82,21 @@ type Result struct {
 }
 
 // Evaluate runs the request flow of DESIGN.md: read the attributes, resolve
-// the policy, verify the token, decide, write the response.
+// the policy, verify the token, decide, write the response. The Response may
+// share parts with other responses: read it, never modify it.
 func (s *Server) Evaluate(ctx context.Context, req *authv3.CheckRequest) Result {
+	return s.evaluate(ctx, req, true)
+}
+
+// evaluate is Evaluate; Check leaves out the provenance, which only `check`
+// and tests read.
+func (s *Server) evaluate(ctx context.Context, req *authv3.CheckRequest, withProvenance bool) Result {
 	e := s.engine.Load()
 	a := readAttributes(req, e.Namespace)
-	o := outcome{rules: &policy.IssuerRules{}}
+	o := outcome{rules: noRules}
 	var prov policy.Provenance
 
-	p, prov, err := e.resolve(&a)
+	p, prov, err := e.resolve(&a, withProvenance)
 	switch {
 	case err != nil:
 		o.decision = policy.Deny(policy.ReasonPolicyError, err.Error(), policy.Policy{})
@@ -118,7 +125,8 @@ func (s *Server) judge(ctx context.Context, e *Engine, a *attributes, p *policy.
 	if a.headerCount > MaxHeaders {
 		return policy.Deny(policy.ReasonTokenInvalid, DetailTooManyHeaders, *p), nil
 	}
-	raw, err := token.Bearer(a.authorization)
+	var buf [1]string
+	raw, err := token.Bearer(a.authValues(&buf))
 	if err != nil {
 		return tokenDenial(err, *p), nil
 	}
@@ -186,11 +194,14 @@ func (s *Server) report(o *outcome, a *attributes) {
 		decision = "deny"
 	}
 	if s.metrics != nil {
-		s.metrics.Decisions.WithLabelValues(decision, string(d.Reason), d.Policy.Name).Inc()
+		s.metrics.decided(decision, string(d.Reason), d.Policy.Name)
 	}
+	// Attributes are built in a buffer on the stack and logged with LogAttrs,
+	// which copies them: no []any and no boxing of each attribute.
+	var buf [12]slog.Attr
 	if decision == "allow" {
 		if s.log.Enabled(context.Background(), slog.LevelDebug) {
-			s.log.Debug("allowed", s.logAttrs(o, a)...)
+			s.log.LogAttrs(context.Background(), slog.LevelDebug, "allowed", s.logAttrs(buf[:0], o, a)...)
 		}
 		return
 	}
@@ -198,7 +209,7 @@ func (s *Server) report(o *outcome, a *attributes) {
 	if o.dryRun {
 		msg = "dry run: would have denied"
 	}
-	s.log.Info(msg, s.logAttrs(o, a)...)
+	s.log.LogAttrs(context.Background(), slog.LevelInfo, msg, s.logAttrs(buf[:0], o, a)...)
 
 	if d.Outcome() == policy.StepUp && o.claims != nil && !o.claims.IssuedAt.IsZero() {
 		if age := s.now().Sub(o.claims.IssuedAt); age >= 0 && age <= loopWindow {
@@ -213,14 +224,14 @@ func (s *Server) report(o *outcome, a *attributes) {
 	}
 }
 
-func (s *Server) logAttrs(o *outcome, a *attributes) []any {
+func (s *Server) logAttrs(attrs []slog.Attr, o *outcome, a *attributes) []slog.Attr {
 	d := &o.decision
-	attrs := []any{
+	attrs = append(attrs,
 		slog.String("reason", string(d.Reason)),
 		slog.String("method", a.method),
 		slog.String("host", a.host),
 		slog.String("path", pathOnly(a.path)),
-	}
+	)
 	if d.Detail != "" {
 		attrs = append(attrs, slog.String("detail", d.Detail))
 	}

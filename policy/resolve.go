@@ -22,15 +22,28 @@ type Provenance map[string]string
 // Resolve merges layers field by field, the first layer (most specific) that
 // sets a field winning. A field set to its zero value stays cleared.
 func Resolve(layers ...Sourced) (Policy, Provenance) {
-	var p Policy
 	prov := Provenance{}
+	return merge(layers, prov), prov
+}
+
+// Merge is Resolve without the provenance, which costs allocations that the
+// request path does not need.
+func Merge(layers ...Sourced) Policy {
+	return merge(layers, nil)
+}
+
+// merge is Resolve, recording provenance in prov when it is not nil.
+func merge(layers []Sourced, prov Provenance) Policy {
+	var p Policy
 	var done [5]bool
 	for _, s := range layers {
 		l := &s.Layer
 		if !done[0] && l.RequiredACR.Set {
 			done[0] = true
 			p.RequiredACR = l.RequiredACR.Value
-			prov[FieldRequiredACR] = s.String()
+			if prov != nil {
+				prov[FieldRequiredACR] = s.String()
+			}
 		}
 		if !done[1] && l.MaxAge.Set {
 			done[1] = true
@@ -40,23 +53,31 @@ func Resolve(layers ...Sourced) (Policy, Provenance) {
 			if !p.HasMaxAge {
 				p.MaxAge = 0
 			}
-			prov[FieldMaxAge] = s.String()
+			if prov != nil {
+				prov[FieldMaxAge] = s.String()
+			}
 		}
 		if !done[2] && l.MachineScopes.Set {
 			done[2] = true
 			p.MachineScopes = l.MachineScopes.Value
-			prov[FieldMachineScopes] = s.String()
+			if prov != nil {
+				prov[FieldMachineScopes] = s.String()
+			}
 		}
 		if !done[3] && l.Mode.Set {
 			done[3] = true
 			p.Mode = l.Mode.Value
-			prov[FieldMode] = s.String()
+			if prov != nil {
+				prov[FieldMode] = s.String()
+			}
 		}
 		if !done[4] && l.Name.Set {
 			done[4] = true
 			p.Name = l.Name.Value
-			prov[FieldName] = s.String()
+			if prov != nil {
+				prov[FieldName] = s.String()
+			}
 		}
 	}
-	return p, prov
+	return p
 }
