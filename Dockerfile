@@ -11,7 +11,8 @@ COPY go.mod go.sum ./
 RUN --mount=type=cache,target=/go/pkg/mod go mod download
 COPY . .
 ARG VERSION=dev
-ARG TARGETOS TARGETARCH
+ARG TARGETOS
+ARG TARGETARCH
 # Static (no cgo: distroless/static has no libc), reproducible paths, the
 # version stamped in for `stepup-authz version` and the startup log.
 RUN --mount=type=cache,target=/go/pkg/mod --mount=type=cache,target=/root/.cache/go-build \

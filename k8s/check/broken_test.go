@@ -22,7 +22,9 @@ type mutation struct {
 var mutations = []mutation{
 	// Strict decoding into the real API types.
 	{"deployment-unknown-field", "base/deployment.yaml", "readOnlyRootFilesystem: true", "readOnlyRootFileSystem: true"},
-	{"deployment-wrong-type", "base/deployment.yaml", "replicas: 2", "replicas: two"},
+	{"deployment-wrong-type", "base/deployment.yaml", "containerPort: 9191", "containerPort: nine-one-nine-one"},
+	{"replicas-pinned-under-autoscaler", "base/deployment.yaml", "  revisionHistoryLimit: 5\n", "  revisionHistoryLimit: 5\n  replicas: 3\n"},
+	{"autoscaler-minimum-one", "base/horizontalpodautoscaler.yaml", "minReplicas: 2", "minReplicas: 1"},
 	{"authorizationpolicy-unknown-field", "overlays/istio/app/authorizationpolicy.yaml", "  selector:\n    matchLabels:\n      app: payments-api", "  selectr:\n    matchLabels:\n      app: payments-api"},
 	{"securitypolicy-unknown-field", "overlays/envoy-gateway/app/securitypolicy.yaml", "    failOpen: false\n    statusOnError: 503 # Envoy", "    failopen: false\n    statusOnError: 503 # Envoy"},
 	{"kustomize-patch-matches-nothing", "overlays/istio/networkpolicy.yaml", "  name: stepup-authz\nspec:", "  name: stepup-authz-ingress\nspec:"},

@@ -30,10 +30,23 @@ const (
 	livePath      = "/healthz"
 )
 
-type deployment = typed[*appsv1.Deployment]
+type deployment struct {
+	*typed[*appsv1.Deployment]
+	hpaMin int32 // minReplicas of the autoscaler that targets it, or 0
+}
 
 func (t *Tree) checkWorkloads(r *Render) {
-	deps := objects[*appsv1.Deployment](r)
+	var deps []*deployment
+	for _, d := range objects[*appsv1.Deployment](r) {
+		dep := &deployment{typed: d}
+		for _, h := range objects[*autoscalingv2.HorizontalPodAutoscaler](r) {
+			ref := h.V.Spec.ScaleTargetRef
+			if h.Namespace == d.Namespace && ref.Kind == "Deployment" && ref.Name == d.Name && h.V.Spec.MinReplicas != nil {
+				dep.hpaMin = *h.V.Spec.MinReplicas
+			}
+		}
+		deps = append(deps, dep)
+	}
 	for _, d := range deps {
 		t.checkDeployment(r, d)
 	}
@@ -65,8 +78,13 @@ func (t *Tree) checkWorkloads(r *Render) {
 	}
 }
 
+// replicasOf is the Deployment's replica count, or its autoscaler's minimum
+// when the autoscaler owns the count.
 func replicasOf(d *deployment) int32 {
 	if d.V.Spec.Replicas == nil {
+		if d.hpaMin > 0 {
+			return d.hpaMin
+		}
 		return 1
 	}
 	return *d.V.Spec.Replicas
@@ -98,8 +116,18 @@ func (t *Tree) selected(r *Render, o *Object, field string, sel *metav1.LabelSel
 func (t *Tree) checkDeployment(r *Render, d *deployment) {
 	spec := d.V.Spec
 	pod := spec.Template.Spec
-	if n := replicasOf(d); n < 2 {
-		t.add(r, d.Object, "spec.replicas", "%d: at least 2, or a rollout or node drain leaves Envoy without an authorizer (ext_authz fails closed)", n)
+	scaled := false
+	for _, h := range objects[*autoscalingv2.HorizontalPodAutoscaler](r) {
+		ref := h.V.Spec.ScaleTargetRef
+		if h.Namespace == d.Namespace && ref.Kind == "Deployment" && ref.Name == d.Name {
+			scaled = true
+		}
+	}
+	switch {
+	case scaled && spec.Replicas != nil:
+		t.add(r, d.Object, "spec.replicas", "%d, but a HorizontalPodAutoscaler owns the count: every `kubectl apply` (each policy change) would reset it", *spec.Replicas)
+	case !scaled && replicasOf(d) < 2:
+		t.add(r, d.Object, "spec.replicas", "%d: at least 2, or a rollout or node drain leaves Envoy without an authorizer (ext_authz fails closed)", replicasOf(d))
 	}
 	if sel, err := metav1.LabelSelectorAsSelector(spec.Selector); err != nil || !sel.Matches(labels.Set(spec.Template.Labels)) {
 		t.add(r, d.Object, "spec.selector", "does not select the pod template's labels %v", spec.Template.Labels)
