@@ -1,6 +1,7 @@
 package extauthz
 
 import (
+	"errors"
 	"fmt"
 	"math"
 	"unicode/utf8"
@@ -31,10 +32,15 @@ import (
 //     malformed input — is handed to proto.Unmarshal, so the result (or the
 //     error) is always exactly what the default codec gives. FuzzCodecRequest
 //     holds the two decoders to that.
-//   - Messages with vtprotobuf marshalers (go-control-plane generates them
-//     behind the `vtprotobuf` build tag) are marshalled with them into a
-//     pooled buffer when the binary is built with that tag; every other message
-//     goes through proto.Marshal, as with the default codec.
+//   - CheckResponse is encoded by a hand-written encoder of every field of
+//     the messages it is made of (codec_response.go), the way vtprotobuf's
+//     generated code does it: one size pass, then one pass writing back to
+//     front into a buffer of exactly that size. A response holding anything
+//     it does not write goes to proto.Marshal.
+//   - Other messages with vtprotobuf marshalers (go-control-plane generates
+//     them behind the `vtprotobuf` build tag) are marshalled with them when
+//     the binary is built with that tag; every other message goes through
+//     proto.Marshal, as with the default codec.
 //
 // The codec never keeps or reuses a message: a response may be shared by
 // many concurrent marshals (the pre-built denials), which only read it.
@@ -51,6 +57,15 @@ type vtMarshaler interface {
 
 // Marshal serializes v.
 func (Codec) Marshal(v any) (mem.BufferSlice, error) {
+	if resp, ok := v.(*authv3.CheckResponse); ok {
+		if size, ok := sizeCheckResponse(resp); ok {
+			return marshalSized(size, func(b []byte) bool {
+				w := backWriter{b: b, i: len(b)}
+				putCheckResponse(&w, resp)
+				return w.i == 0
+			})
+		}
+	}
 	if vt, ok := v.(vtMarshaler); ok {
 		size := vt.SizeVT()
 		if mem.IsBelowBufferPoolingThreshold(size) {
@@ -109,6 +124,27 @@ func (Codec) Unmarshal(data mem.BufferSlice, v any) error {
 	return proto.Unmarshal(buf.ReadOnlyData(), m)
 }
 
+// marshalSized runs fill on a buffer of exactly size bytes, pooled when large.
+func marshalSized(size int, fill func([]byte) bool) (mem.BufferSlice, error) {
+	if mem.IsBelowBufferPoolingThreshold(size) {
+		buf := make([]byte, size)
+		if !fill(buf) {
+			return nil, errSizeMismatch
+		}
+		return mem.BufferSlice{mem.SliceBuffer(buf)}, nil
+	}
+	pool := mem.DefaultBufferPool()
+	buf := pool.Get(size)
+	if !fill((*buf)[:size]) {
+		pool.Put(buf)
+		return nil, errSizeMismatch
+	}
+	return mem.BufferSlice{mem.NewBuffer(buf, pool)}, nil
+}
+
+// errSizeMismatch would mean a message changed while it was being marshalled.
+var errSizeMismatch = errors.New("codec: the message changed while it was marshalled")
+
 func messageOf(v any) proto.Message {
 	switch m := v.(type) {
 	case proto.Message:
@@ -124,11 +160,149 @@ func messageOf(v any) proto.Message {
 // does not handle.
 func unmarshalCheckRequest(b []byte, req *authv3.CheckRequest) error {
 	req.Reset()
-	if decodeCheckRequest(b, req) {
+	d := dec{blk: &reqBlock{}}
+	if d.decodeCheckRequest(b, req) {
 		return nil
 	}
 	req.Reset()
 	return proto.Unmarshal(b, req)
+}
+
+// reqBlock holds the messages of a typical CheckRequest in one allocation
+// instead of one each; the decoder takes them in turn and allocates beyond.
+// Like the strings, they are never reused for another request.
+type reqBlock struct {
+	attrs   authv3.AttributeContext
+	peers   [2]authv3.AttributeContext_Peer
+	addrs   [2]corev3.Address
+	sockWs  [2]corev3.Address_SocketAddress
+	socks   [2]corev3.SocketAddress
+	ports   [2]corev3.SocketAddress_PortValue
+	req     authv3.AttributeContext_Request
+	time    timestamppb.Timestamp
+	http    authv3.AttributeContext_HttpRequest
+	mds     [2]corev3.Metadata
+	structs [2]structpb.Struct
+	values  [4]structpb.Value
+	strs    [4]structpb.Value_StringValue
+	nums    [2]structpb.Value_NumberValue
+
+	nAttrs, nPeers, nAddrs, nSocks, nPorts, nReq, nTime, nHTTP, nMds, nStructs, nValues, nStrs, nNums int
+}
+
+// dec is one decoding of a CheckRequest.
+type dec struct{ blk *reqBlock }
+
+func (d *dec) attributes() *authv3.AttributeContext {
+	if b := d.blk; b.nAttrs == 0 {
+		b.nAttrs++
+		return &b.attrs
+	}
+	return &authv3.AttributeContext{}
+}
+
+func (d *dec) peer() *authv3.AttributeContext_Peer {
+	if b := d.blk; b.nPeers < len(b.peers) {
+		b.nPeers++
+		return &b.peers[b.nPeers-1]
+	}
+	return &authv3.AttributeContext_Peer{}
+}
+
+func (d *dec) address() *corev3.Address {
+	if b := d.blk; b.nAddrs < len(b.addrs) {
+		b.nAddrs++
+		return &b.addrs[b.nAddrs-1]
+	}
+	return &corev3.Address{}
+}
+
+func (d *dec) socketAddress() *corev3.Address_SocketAddress {
+	if b := d.blk; b.nSocks < len(b.socks) {
+		b.nSocks++
+		w := &b.sockWs[b.nSocks-1]
+		w.SocketAddress = &b.socks[b.nSocks-1]
+		return w
+	}
+	return &corev3.Address_SocketAddress{SocketAddress: &corev3.SocketAddress{}}
+}
+
+func (d *dec) port(v uint32) *corev3.SocketAddress_PortValue {
+	if b := d.blk; b.nPorts < len(b.ports) {
+		b.nPorts++
+		p := &b.ports[b.nPorts-1]
+		p.PortValue = v
+		return p
+	}
+	return &corev3.SocketAddress_PortValue{PortValue: v}
+}
+
+func (d *dec) request() *authv3.AttributeContext_Request {
+	if b := d.blk; b.nReq == 0 {
+		b.nReq++
+		return &b.req
+	}
+	return &authv3.AttributeContext_Request{}
+}
+
+func (d *dec) timestamp() *timestamppb.Timestamp {
+	if b := d.blk; b.nTime == 0 {
+		b.nTime++
+		return &b.time
+	}
+	return &timestamppb.Timestamp{}
+}
+
+func (d *dec) http() *authv3.AttributeContext_HttpRequest {
+	if b := d.blk; b.nHTTP == 0 {
+		b.nHTTP++
+		return &b.http
+	}
+	return &authv3.AttributeContext_HttpRequest{}
+}
+
+func (d *dec) metadata() *corev3.Metadata {
+	if b := d.blk; b.nMds < len(b.mds) {
+		b.nMds++
+		return &b.mds[b.nMds-1]
+	}
+	return &corev3.Metadata{}
+}
+
+func (d *dec) structValue() *structpb.Struct {
+	if b := d.blk; b.nStructs < len(b.structs) {
+		b.nStructs++
+		return &b.structs[b.nStructs-1]
+	}
+	return &structpb.Struct{}
+}
+
+func (d *dec) value() *structpb.Value {
+	if b := d.blk; b.nValues < len(b.values) {
+		b.nValues++
+		return &b.values[b.nValues-1]
+	}
+	return &structpb.Value{}
+}
+
+func (d *dec) stringValue(s string) *structpb.Value_StringValue {
+	if b := d.blk; b.nStrs < len(b.strs) {
+		b.nStrs++
+		v := &b.strs[b.nStrs-1]
+		v.StringValue = s
+		return v
+	}
+	return &structpb.Value_StringValue{StringValue: s}
+}
+
+func (d *dec) number(f float64) *structpb.Value_NumberValue {
+	if b := d.blk; b.nNums < len(b.nums) {
+		b.nNums++
+		v := &b.nums[b.nNums-1]
+		v.NumberValue = f
+		return v
+	}
+	return &structpb.Value_NumberValue{NumberValue: f}
 }
 
 // maxDepth bounds Struct/ListValue nesting in the fast decoder; deeper values
@@ -191,7 +365,7 @@ func (r *reader) varint(typ protowire.Type) (uint64, bool) {
 	return v, true
 }
 
-func decodeCheckRequest(b []byte, m *authv3.CheckRequest) bool {
+func (d *dec) decodeCheckRequest(b []byte, m *authv3.CheckRequest) bool {
 	r := reader{b}
 	for len(r.b) > 0 {
 		num, typ, ok := r.tag()
@@ -203,16 +377,16 @@ func decodeCheckRequest(b []byte, m *authv3.CheckRequest) bool {
 			return false
 		}
 		if m.Attributes == nil {
-			m.Attributes = &authv3.AttributeContext{}
+			m.Attributes = d.attributes()
 		}
-		if !decodeAttributes(v, m.Attributes) {
+		if !d.decodeAttributes(v, m.Attributes) {
 			return false
 		}
 	}
 	return true
 }
 
-func decodeAttributes(b []byte, m *authv3.AttributeContext) bool {
+func (d *dec) decodeAttributes(b []byte, m *authv3.AttributeContext) bool {
 	r := reader{b}
 	for len(r.b) > 0 {
 		num, typ, ok := r.tag()
@@ -227,7 +401,7 @@ func decodeAttributes(b []byte, m *authv3.AttributeContext) bool {
 			if m.ContextExtensions == nil {
 				m.ContextExtensions = make(map[string]string, 4)
 			}
-			if !decodeStringEntry(v, m.ContextExtensions) {
+			if !d.decodeStringEntry(v, m.ContextExtensions) {
 				return false
 			}
 			continue
@@ -239,34 +413,34 @@ func decodeAttributes(b []byte, m *authv3.AttributeContext) bool {
 		switch num {
 		case 1:
 			if m.Source == nil {
-				m.Source = &authv3.AttributeContext_Peer{}
+				m.Source = d.peer()
 			}
-			ok = decodePeer(v, m.Source)
+			ok = d.decodePeer(v, m.Source)
 		case 2:
 			if m.Destination == nil {
-				m.Destination = &authv3.AttributeContext_Peer{}
+				m.Destination = d.peer()
 			}
-			ok = decodePeer(v, m.Destination)
+			ok = d.decodePeer(v, m.Destination)
 		case 4:
 			if m.Request == nil {
-				m.Request = &authv3.AttributeContext_Request{}
+				m.Request = d.request()
 			}
-			ok = decodeRequest(v, m.Request)
+			ok = d.decodeRequest(v, m.Request)
 		case 11:
 			if m.MetadataContext == nil {
-				m.MetadataContext = &corev3.Metadata{}
+				m.MetadataContext = d.metadata()
 			}
-			ok = decodeMetadata(v, m.MetadataContext)
+			ok = d.decodeMetadata(v, m.MetadataContext)
 		case 12:
 			if m.TlsSession == nil {
 				m.TlsSession = &authv3.AttributeContext_TLSSession{}
 			}
-			ok = decodeTLSSession(v, m.TlsSession)
+			ok = d.decodeTLSSession(v, m.TlsSession)
 		case 13:
 			if m.RouteMetadataContext == nil {
-				m.RouteMetadataContext = &corev3.Metadata{}
+				m.RouteMetadataContext = d.metadata()
 			}
-			ok = decodeMetadata(v, m.RouteMetadataContext)
+			ok = d.decodeMetadata(v, m.RouteMetadataContext)
 		default:
 			return false
 		}
@@ -277,7 +451,7 @@ func decodeAttributes(b []byte, m *authv3.AttributeContext) bool {
 	return true
 }
 
-func decodePeer(b []byte, m *authv3.AttributeContext_Peer) bool {
+func (d *dec) decodePeer(b []byte, m *authv3.AttributeContext_Peer) bool {
 	r := reader{b}
 	for len(r.b) > 0 {
 		num, typ, ok := r.tag()
@@ -291,9 +465,9 @@ func decodePeer(b []byte, m *authv3.AttributeContext_Peer) bool {
 				return false
 			}
 			if m.Address == nil {
-				m.Address = &corev3.Address{}
+				m.Address = d.address()
 			}
-			if !decodeAddress(v, m.Address) {
+			if !d.decodeAddress(v, m.Address) {
 				return false
 			}
 		case 2:
@@ -306,7 +480,7 @@ func decodePeer(b []byte, m *authv3.AttributeContext_Peer) bool {
 			if m.Labels == nil {
 				m.Labels = make(map[string]string, 2)
 			}
-			if !decodeStringEntry(v, m.Labels) {
+			if !d.decodeStringEntry(v, m.Labels) {
 				return false
 			}
 		case 4:
@@ -323,7 +497,7 @@ func decodePeer(b []byte, m *authv3.AttributeContext_Peer) bool {
 	return true
 }
 
-func decodeAddress(b []byte, m *corev3.Address) bool {
+func (d *dec) decodeAddress(b []byte, m *corev3.Address) bool {
 	r := reader{b}
 	for len(r.b) > 0 {
 		num, typ, ok := r.tag()
@@ -336,17 +510,17 @@ func decodeAddress(b []byte, m *corev3.Address) bool {
 		}
 		sa, isSocket := m.Address.(*corev3.Address_SocketAddress)
 		if !isSocket || sa.SocketAddress == nil {
-			sa = &corev3.Address_SocketAddress{SocketAddress: &corev3.SocketAddress{}}
+			sa = d.socketAddress()
 			m.Address = sa
 		}
-		if !decodeSocketAddress(v, sa.SocketAddress) {
+		if !d.decodeSocketAddress(v, sa.SocketAddress) {
 			return false
 		}
 	}
 	return true
 }
 
-func decodeSocketAddress(b []byte, m *corev3.SocketAddress) bool {
+func (d *dec) decodeSocketAddress(b []byte, m *corev3.SocketAddress) bool {
 	r := reader{b}
 	for len(r.b) > 0 {
 		num, typ, ok := r.tag()
@@ -363,7 +537,7 @@ func decodeSocketAddress(b []byte, m *corev3.SocketAddress) bool {
 		case 3:
 			var v uint64
 			v, ok = r.varint(typ)
-			m.PortSpecifier = &corev3.SocketAddress_PortValue{PortValue: uint32(v)}
+			m.PortSpecifier = d.port(uint32(v))
 		case 4:
 			var s string
 			s, ok = r.string(typ)
@@ -384,7 +558,7 @@ func decodeSocketAddress(b []byte, m *corev3.SocketAddress) bool {
 	return true
 }
 
-func decodeRequest(b []byte, m *authv3.AttributeContext_Request) bool {
+func (d *dec) decodeRequest(b []byte, m *authv3.AttributeContext_Request) bool {
 	r := reader{b}
 	for len(r.b) > 0 {
 		num, typ, ok := r.tag()
@@ -398,14 +572,14 @@ func decodeRequest(b []byte, m *authv3.AttributeContext_Request) bool {
 		switch num {
 		case 1:
 			if m.Time == nil {
-				m.Time = &timestamppb.Timestamp{}
+				m.Time = d.timestamp()
 			}
-			ok = decodeTimestamp(v, m.Time)
+			ok = d.decodeTimestamp(v, m.Time)
 		case 2:
 			if m.Http == nil {
-				m.Http = &authv3.AttributeContext_HttpRequest{}
+				m.Http = d.http()
 			}
-			ok = decodeHTTP(v, m.Http)
+			ok = d.decodeHTTP(v, m.Http)
 		default:
 			return false
 		}
@@ -416,7 +590,7 @@ func decodeRequest(b []byte, m *authv3.AttributeContext_Request) bool {
 	return true
 }
 
-func decodeTimestamp(b []byte, m *timestamppb.Timestamp) bool {
+func (d *dec) decodeTimestamp(b []byte, m *timestamppb.Timestamp) bool {
 	r := reader{b}
 	for len(r.b) > 0 {
 		num, typ, ok := r.tag()
@@ -461,7 +635,7 @@ func countHeaders(b []byte) int {
 	return n
 }
 
-func decodeHTTP(b []byte, m *authv3.AttributeContext_HttpRequest) bool {
+func (d *dec) decodeHTTP(b []byte, m *authv3.AttributeContext_HttpRequest) bool {
 	r := reader{b}
 	for len(r.b) > 0 {
 		num, typ, ok := r.tag()
@@ -481,7 +655,7 @@ func decodeHTTP(b []byte, m *authv3.AttributeContext_HttpRequest) bool {
 			if m.Headers == nil {
 				m.Headers = make(map[string]string, countHeaders(b))
 			}
-			ok = decodeStringEntry(v, m.Headers)
+			ok = d.decodeStringEntry(v, m.Headers)
 		case 4:
 			m.Path, ok = r.string(typ)
 		case 5:
@@ -512,7 +686,7 @@ func decodeHTTP(b []byte, m *authv3.AttributeContext_HttpRequest) bool {
 			if m.HeaderMap == nil {
 				m.HeaderMap = &corev3.HeaderMap{}
 			}
-			ok = decodeHeaderMap(v, m.HeaderMap)
+			ok = d.decodeHeaderMap(v, m.HeaderMap)
 		default:
 			return false
 		}
@@ -523,7 +697,7 @@ func decodeHTTP(b []byte, m *authv3.AttributeContext_HttpRequest) bool {
 	return true
 }
 
-func decodeHeaderMap(b []byte, m *corev3.HeaderMap) bool {
+func (d *dec) decodeHeaderMap(b []byte, m *corev3.HeaderMap) bool {
 	r := reader{b}
 	for len(r.b) > 0 {
 		num, typ, ok := r.tag()
@@ -535,7 +709,7 @@ func decodeHeaderMap(b []byte, m *corev3.HeaderMap) bool {
 			return false
 		}
 		hv := &corev3.HeaderValue{}
-		if !decodeHeaderValue(v, hv) {
+		if !d.decodeHeaderValue(v, hv) {
 			return false
 		}
 		m.Headers = append(m.Headers, hv)
@@ -543,7 +717,7 @@ func decodeHeaderMap(b []byte, m *corev3.HeaderMap) bool {
 	return true
 }
 
-func decodeHeaderValue(b []byte, m *corev3.HeaderValue) bool {
+func (d *dec) decodeHeaderValue(b []byte, m *corev3.HeaderValue) bool {
 	r := reader{b}
 	for len(r.b) > 0 {
 		num, typ, ok := r.tag()
@@ -570,7 +744,7 @@ func decodeHeaderValue(b []byte, m *corev3.HeaderValue) bool {
 	return true
 }
 
-func decodeTLSSession(b []byte, m *authv3.AttributeContext_TLSSession) bool {
+func (d *dec) decodeTLSSession(b []byte, m *authv3.AttributeContext_TLSSession) bool {
 	r := reader{b}
 	for len(r.b) > 0 {
 		num, typ, ok := r.tag()
@@ -587,7 +761,7 @@ func decodeTLSSession(b []byte, m *authv3.AttributeContext_TLSSession) bool {
 // decodeStringEntry decodes one map<string, string> entry into m; as protobuf
 // does, a later entry with the same key replaces an earlier one, and a
 // missing key or value is "".
-func decodeStringEntry(b []byte, m map[string]string) bool {
+func (d *dec) decodeStringEntry(b []byte, m map[string]string) bool {
 	var k, v string
 	r := reader{b}
 	for len(r.b) > 0 {
@@ -611,7 +785,7 @@ func decodeStringEntry(b []byte, m map[string]string) bool {
 	return true
 }
 
-func decodeMetadata(b []byte, m *corev3.Metadata) bool {
+func (d *dec) decodeMetadata(b []byte, m *corev3.Metadata) bool {
 	r := reader{b}
 	for len(r.b) > 0 {
 		num, typ, ok := r.tag()
@@ -626,7 +800,7 @@ func decodeMetadata(b []byte, m *corev3.Metadata) bool {
 			m.FilterMetadata = make(map[string]*structpb.Struct, 1)
 		}
 		var key string
-		s := &structpb.Struct{}
+		s := d.structValue()
 		er := reader{v}
 		for len(er.b) > 0 {
 			num, typ, ok := er.tag()
@@ -640,7 +814,7 @@ func decodeMetadata(b []byte, m *corev3.Metadata) bool {
 				}
 			case 2:
 				sv, ok := er.bytes(typ)
-				if !ok || !decodeStruct(sv, s, 1) {
+				if !ok || !d.decodeStruct(sv, s, 1) {
 					return false
 				}
 			default:
@@ -652,7 +826,7 @@ func decodeMetadata(b []byte, m *corev3.Metadata) bool {
 	return true
 }
 
-func decodeStruct(b []byte, m *structpb.Struct, depth int) bool {
+func (d *dec) decodeStruct(b []byte, m *structpb.Struct, depth int) bool {
 	if depth > maxDepth {
 		return false
 	}
@@ -670,7 +844,7 @@ func decodeStruct(b []byte, m *structpb.Struct, depth int) bool {
 			m.Fields = make(map[string]*structpb.Value, 4)
 		}
 		var key string
-		val := &structpb.Value{}
+		val := d.value()
 		er := reader{v}
 		for len(er.b) > 0 {
 			num, typ, ok := er.tag()
@@ -684,7 +858,7 @@ func decodeStruct(b []byte, m *structpb.Struct, depth int) bool {
 				}
 			case 2:
 				vv, ok := er.bytes(typ)
-				if !ok || !decodeValue(vv, val, depth+1) {
+				if !ok || !d.decodeValue(vv, val, depth+1) {
 					return false
 				}
 			default:
@@ -696,7 +870,7 @@ func decodeStruct(b []byte, m *structpb.Struct, depth int) bool {
 	return true
 }
 
-func decodeValue(b []byte, m *structpb.Value, depth int) bool {
+func (d *dec) decodeValue(b []byte, m *structpb.Value, depth int) bool {
 	if depth > maxDepth {
 		return false
 	}
@@ -722,13 +896,13 @@ func decodeValue(b []byte, m *structpb.Value, depth int) bool {
 				return false
 			}
 			r.b = r.b[n:]
-			m.Kind = &structpb.Value_NumberValue{NumberValue: math.Float64frombits(v)}
+			m.Kind = d.number(math.Float64frombits(v))
 		case 3:
 			var s string
 			if s, ok = r.string(typ); !ok {
 				return false
 			}
-			m.Kind = &structpb.Value_StringValue{StringValue: s}
+			m.Kind = d.stringValue(s)
 		case 4:
 			var v uint64
 			if v, ok = r.varint(typ); !ok {
@@ -745,7 +919,7 @@ func decodeValue(b []byte, m *structpb.Value, depth int) bool {
 				sv = &structpb.Value_StructValue{StructValue: &structpb.Struct{}}
 				m.Kind = sv
 			}
-			if !decodeStruct(v, sv.StructValue, depth+1) {
+			if !d.decodeStruct(v, sv.StructValue, depth+1) {
 				return false
 			}
 		case 6:
@@ -758,7 +932,7 @@ func decodeValue(b []byte, m *structpb.Value, depth int) bool {
 				lv = &structpb.Value_ListValue{ListValue: &structpb.ListValue{}}
 				m.Kind = lv
 			}
-			if !decodeList(v, lv.ListValue, depth+1) {
+			if !d.decodeList(v, lv.ListValue, depth+1) {
 				return false
 			}
 		default:
@@ -768,7 +942,7 @@ func decodeValue(b []byte, m *structpb.Value, depth int) bool {
 	return true
 }
 
-func decodeList(b []byte, m *structpb.ListValue, depth int) bool {
+func (d *dec) decodeList(b []byte, m *structpb.ListValue, depth int) bool {
 	if depth > maxDepth {
 		return false
 	}
@@ -783,7 +957,7 @@ func decodeList(b []byte, m *structpb.ListValue, depth int) bool {
 			return false
 		}
 		val := &structpb.Value{}
-		if !decodeValue(v, val, depth+1) {
+		if !d.decodeValue(v, val, depth+1) {
 			return false
 		}
 		m.Values = append(m.Values, val)

@@ -44,8 +44,8 @@ func BenchmarkCheckGRPC(b *testing.B) {
 		{"server=floor", true, nil},
 		{"server=stepup-authz/codec=grpc", false, nil},
 		{"server=stepup-authz/codec=stepup", false, []grpc.ServerOption{grpc.ForceServerCodecV2(extauthz.Codec{})}},
-		{"server=stepup-authz/codec=stepup/workers=4", false, []grpc.ServerOption{grpc.ForceServerCodecV2(extauthz.Codec{}), grpc.NumStreamWorkers(4)}},
-		{"server=floor/workers=4", true, []grpc.ServerOption{grpc.NumStreamWorkers(4)}},
+		{"server=stepup-authz/codec=stepup/workers=64", false, []grpc.ServerOption{grpc.ForceServerCodecV2(extauthz.Codec{}), grpc.NumStreamWorkers(64)}},
+		{"server=floor/workers=64", true, []grpc.ServerOption{grpc.NumStreamWorkers(64)}},
 	} {
 		b.Run(tc.name, func(b *testing.B) {
 			var srv authv3.AuthorizationServer = okServer{}
