@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"runtime"
 	"sync"
 	"syscall"
 	"time"
@@ -253,6 +254,10 @@ func grpcServerOptions() []grpc.ServerOption {
 	return []grpc.ServerOption{
 		// The protobuf wire format, decoded faster (BENCHMARKS.md).
 		grpc.ForceServerCodecV2(extauthz.Codec{}),
+		// Checks run on long-lived workers rather than a new goroutine each, which
+		// would grow its stack on every Check (BENCHMARKS.md); beyond them, grpc
+		// starts goroutines as usual.
+		grpc.NumStreamWorkers(streamWorkers()),
 		grpc.MaxRecvMsgSize(maxCheckRequestBytes),
 		grpc.MaxConcurrentStreams(maxStreamsPerConn),
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: keepaliveMinTime, PermitWithoutStream: true}),
@@ -265,6 +270,9 @@ func grpcServerOptions() []grpc.ServerOption {
 		grpc.ConnectionTimeout(handshakeTimeout),
 	}
 }
+
+// streamWorkers is enough workers for the Checks one replica has in flight.
+func streamWorkers() uint32 { return uint32(max(64, 8*runtime.GOMAXPROCS(0))) }
 
 // awaitReady flips gRPC health to SERVING once readiness holds.
 func (a *app) awaitReady(ctx context.Context) {

@@ -58,6 +58,14 @@ func Bearer(values []string) (string, error) {
 // b64token = 1*( ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" / "/" ) *"=".
 func isB64Token(s string) bool {
 	i := 0
+	// Eight bytes a step while all are token characters (the table holds 1 for
+	// them): one AND of eight independent lookups instead of eight branches.
+	for ; i+8 <= len(s); i += 8 {
+		t := &b64Table
+		if t[s[i]]&t[s[i+1]]&t[s[i+2]]&t[s[i+3]]&t[s[i+4]]&t[s[i+5]]&t[s[i+6]]&t[s[i+7]] == 0 {
+			break
+		}
+	}
 	for i < len(s) && isB64Char(s[i]) {
 		i++
 	}
@@ -72,10 +80,19 @@ func isB64Token(s string) bool {
 	return true
 }
 
-func isB64Char(c byte) bool {
-	switch {
-	case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9':
-		return true
+// isB64Char is one table lookup: it runs on every byte of every token, and
+// the comparisons it replaces were a measurable part of a cached Check.
+func isB64Char(c byte) bool { return b64Table[c] == 1 }
+
+// b64Table is 1 for the b64token characters, 0 for every other byte.
+var b64Table = func() (t [256]byte) {
+	for c := range 256 {
+		switch {
+		case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9':
+			t[c] = 1
+		case c == '-' || c == '.' || c == '_' || c == '~' || c == '+' || c == '/':
+			t[c] = 1
+		}
 	}
-	return c == '-' || c == '.' || c == '_' || c == '~' || c == '+' || c == '/'
-}
+	return t
+}()

@@ -97,3 +97,45 @@ func BenchmarkBearer(b *testing.B) {
 		}
 	}
 }
+
+// TestB64CharTable pins the lookup table to RFC 6750's b64token characters.
+func TestB64CharTable(t *testing.T) {
+	for c := range 256 {
+		want := 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' ||
+			c == '-' || c == '.' || c == '_' || c == '~' || c == '+' || c == '/'
+		if got := isB64Char(byte(c)); got != want {
+			t.Errorf("isB64Char(%q) = %v, want %v", byte(c), got, want)
+		}
+	}
+}
+
+// TestIsB64TokenUnrolled holds the eight-bytes-a-step scan to the plain
+// definition, with the first bad byte and the padding at every position.
+func TestIsB64TokenUnrolled(t *testing.T) {
+	plain := func(s string) bool {
+		i := 0
+		for i < len(s) && isB64Char(s[i]) {
+			i++
+		}
+		if i == 0 {
+			return false
+		}
+		for ; i < len(s); i++ {
+			if s[i] != '=' {
+				return false
+			}
+		}
+		return true
+	}
+	base := "abcdefghijklmnopqrstuvwxyzABCDEFGHIJ0123456789-._~+/"
+	for n := 0; n <= len(base); n++ {
+		for _, tail := range []string{"", "=", "==", " ", "=a", "\x00", "\xff", ",", "a=b"} {
+			for p := 0; p <= n; p++ {
+				s := base[:p] + tail + base[p:n]
+				if got, want := isB64Token(s), plain(s); got != want {
+					t.Fatalf("isB64Token(%q) = %v, want %v", s, got, want)
+				}
+			}
+		}
+	}
+}
