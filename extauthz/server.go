@@ -56,15 +56,16 @@ func (s *Server) Engine() *Engine { return s.engine.Load() }
 // gRPC error for a decision: Envoy would drop our status, body and headers.
 func (s *Server) Check(ctx context.Context, req *authv3.CheckRequest) (*authv3.CheckResponse, error) {
 	start := time.Now()
+	var o evalOptions
 	if dl, ok := ctx.Deadline(); ok {
 		// Answer while the caller still listens: Envoy drops a late answer and
 		// applies its own status_on_error, with no body. Waiting on a key refetch
-		// (unknown kid) therefore ends at 80% of the caller's deadline.
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithDeadline(ctx, dl.Add(-time.Until(dl)/5))
-		defer cancel()
+		// (unknown kid) therefore ends at 80% of the caller's deadline. The
+		// deadline is armed only where a refetch can happen, for a token the
+		// verified-token cache does not hold (Engine.verify).
+		o.answerBy = dl.Add(-time.Until(dl) / 5)
 	}
-	r := s.evaluate(ctx, req, false)
+	r := s.evaluate(ctx, req, o)
 	if s.metrics != nil {
 		s.metrics.CheckDuration.Observe(time.Since(start).Seconds())
 	}
@@ -85,25 +86,33 @@ type Result struct {
 // the policy, verify the token, decide, write the response. The Response may
 // share parts with other responses: read it, never modify it.
 func (s *Server) Evaluate(ctx context.Context, req *authv3.CheckRequest) Result {
-	return s.evaluate(ctx, req, true)
+	return s.evaluate(ctx, req, evalOptions{provenance: true})
 }
 
-// evaluate is Evaluate; Check leaves out the provenance, which only `check`
-// and tests read.
-func (s *Server) evaluate(ctx context.Context, req *authv3.CheckRequest, withProvenance bool) Result {
+// evalOptions are what Check and Evaluate do differently.
+type evalOptions struct {
+	// provenance works out where each policy field came from; only `check`
+	// and tests read it, so Check leaves it out.
+	provenance bool
+	// answerBy, when set, bounds the wait on a key refetch (see Check).
+	answerBy time.Time
+}
+
+// evaluate is Evaluate with options.
+func (s *Server) evaluate(ctx context.Context, req *authv3.CheckRequest, opts evalOptions) Result {
 	e := s.engine.Load()
 	a := readAttributes(req, e.Namespace)
 	o := outcome{rules: noRules}
 	var prov policy.Provenance
 
-	p, prov, err := e.resolve(&a, withProvenance)
+	p, prov, err := e.resolve(&a, opts.provenance)
 	switch {
 	case err != nil:
 		o.decision = policy.Deny(policy.ReasonPolicyError, err.Error(), policy.Policy{})
 	case p.EffectiveMode() == policy.ModeOff:
 		o.decision = policy.Decision{Reason: policy.ReasonModeOff, Policy: p}
 	default:
-		o.decision, o.claims = s.judge(ctx, e, &a, &p)
+		o.decision, o.claims = s.judge(ctx, e, &a, &p, opts.answerBy)
 		if o.claims != nil {
 			o.rules = e.rules(o.claims.Issuer)
 		}
@@ -121,7 +130,7 @@ func (s *Server) evaluate(ctx context.Context, req *authv3.CheckRequest, withPro
 }
 
 // judge verifies the bearer token and decides on its claims.
-func (s *Server) judge(ctx context.Context, e *Engine, a *attributes, p *policy.Policy) (policy.Decision, *policy.Claims) {
+func (s *Server) judge(ctx context.Context, e *Engine, a *attributes, p *policy.Policy, answerBy time.Time) (policy.Decision, *policy.Claims) {
 	if a.headerCount > MaxHeaders {
 		return policy.Deny(policy.ReasonTokenInvalid, DetailTooManyHeaders, *p), nil
 	}
@@ -130,7 +139,7 @@ func (s *Server) judge(ctx context.Context, e *Engine, a *attributes, p *policy.
 	if err != nil {
 		return tokenDenial(err, *p), nil
 	}
-	claims, err := e.verify(ctx, raw, a)
+	claims, err := e.verify(ctx, raw, a, answerBy)
 	if err != nil {
 		return tokenDenial(err, *p), nil
 	}
@@ -143,13 +152,31 @@ func (s *Server) judge(ctx context.Context, e *Engine, a *attributes, p *policy.
 
 // verify trusts Envoy's jwt_authn payload where the token's issuer opted in and
 // the payload is the bearer token's own; otherwise it verifies the token itself.
-func (e *Engine) verify(ctx context.Context, raw string, a *attributes) (*policy.Claims, error) {
+// A token in the verified-token cache is answered at once; for any other,
+// answerBy (when set) bounds the verification, which may wait on a key refetch.
+func (e *Engine) verify(ctx context.Context, raw string, a *attributes, answerBy time.Time) (*policy.Claims, error) {
 	if a.jwtAuthn != nil && len(a.jwtAuthn.GetFields()) > 0 {
 		if c, ok, err := e.Verifier.VerifyEnvoyPayload(raw, a.jwtAuthn.AsMap()); ok {
 			return c, err
 		}
 	}
+	if cv, ok := e.Verifier.(cachedVerifier); ok {
+		if c, hit := cv.Cached(raw); hit {
+			return c, nil
+		}
+	}
+	if !answerBy.IsZero() {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithDeadline(ctx, answerBy)
+		defer cancel()
+	}
 	return e.Verifier.Verify(ctx, raw)
+}
+
+// cachedVerifier answers tokens it verified before without a context (and so
+// without a deadline timer): token.Verifier does.
+type cachedVerifier interface {
+	Cached(raw string) (*policy.Claims, bool)
 }
 
 // tokenDenial maps a bearer or verification error to its reason. Anything

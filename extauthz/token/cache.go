@@ -92,6 +92,36 @@ func (c *tokenCache) get(sum *[sha256.Size]byte, now time.Time) *policy.Claims {
 	return nil
 }
 
+// Cached returns the claims of raw when the verified-token cache holds it and
+// may serve it, exactly as Verify would return them (a copy), without doing
+// anything else; ok is false otherwise, and Verify then verifies raw (counting
+// the cache miss). It needs no context: it never waits.
+func (v *Verifier) Cached(raw string) (*policy.Claims, bool) {
+	if v.cache == nil || len(raw) > MaxTokenBytes {
+		return nil, false
+	}
+	sum := hashToken(raw)
+	c := v.cache.peek(&sum, v.now())
+	if c == nil {
+		return nil, false
+	}
+	cp := *c
+	return &cp, true
+}
+
+// peek is get without the miss: it counts a hit and changes nothing else.
+func (c *tokenCache) peek(sum *[sha256.Size]byte, now time.Time) *policy.Claims {
+	s := c.shard(sum)
+	s.mu.RLock()
+	e, ok := s.m[*sum]
+	s.mu.RUnlock()
+	if ok && e.usable(now) {
+		s.hits.Add(1)
+		return e.claims
+	}
+	return nil
+}
+
 // put remembers claims for sum, verified with k. Tokens already expired at now are not
 // stored. A full shard first drops an expired or revoked entry, else an arbitrary one.
 func (c *tokenCache) put(sum *[sha256.Size]byte, claims *policy.Claims, k *key, now time.Time) {
