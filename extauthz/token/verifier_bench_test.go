@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"testing"
 	"time"
+
+	"github.com/golang-jwt/jwt/v5"
 )
 
 // benchClaims are the claims of a typical human access token; with an RS256
@@ -138,4 +140,55 @@ func TestIsB64TokenUnrolled(t *testing.T) {
 			}
 		}
 	}
+}
+
+// BenchmarkVerifyReference is the same RS256 token parsed and verified by
+// golang-jwt/v5 alone (MapClaims, iss, aud, exp, iat), the reference of the
+// unique-token target in BENCHMARKS.md, next to BenchmarkVerify's cold path
+// and its parts.
+func BenchmarkVerifyReference(b *testing.B) {
+	k := newRSA(b, "rs-bench", "RS256")
+	f := newFixture(b, []testKey{k}, func(_ *IssuerConfig, o *Options) { o.CacheSize = -1 })
+	tok := mint(b, k, nil, benchClaims(f))
+	b.Run("impl=golang-jwt", func(b *testing.B) {
+		p := jwt.NewParser(jwt.WithValidMethods([]string{"RS256"}), jwt.WithIssuer(f.cfg.Issuer),
+			jwt.WithAudience(testAudience), jwt.WithExpirationRequired(), jwt.WithIssuedAt(),
+			jwt.WithTimeFunc(f.clock.Now), jwt.WithLeeway(30*time.Second))
+		pub := k.pub()
+		b.ReportAllocs()
+		for b.Loop() {
+			c := jwt.MapClaims{}
+			if _, err := p.ParseWithClaims(tok, c, func(*jwt.Token) (any, error) { return pub, nil }); err != nil || c["acr"] != "aal2" {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("impl=stepup-authz", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			if c, err := f.v.Verify(context.Background(), tok); err != nil || c.ACR != "aal2" {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("impl=stepup-authz/part=parse", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			if _, err := splitCompact(tok); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("impl=stepup-authz/part=signature", func(b *testing.B) {
+		t, err := splitCompact(tok)
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.ReportAllocs()
+		for b.Loop() {
+			if err := jwt.SigningMethodRS256.Verify(t.signed, t.signature, k.pub()); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
 }
