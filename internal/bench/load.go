@@ -2,6 +2,7 @@ package bench
 
 import (
 	"errors"
+	"runtime"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -52,6 +53,10 @@ type Stats struct {
 	Exhausted bool
 	// Saturated counts open-loop calls that had to wait for a free slot.
 	Saturated int64
+	// LateP99 is the 99th percentile of how late the open loop sent a call
+	// after it was due: the load generator's own timing error, which the
+	// latencies include.
+	LateP99 time.Duration
 	// Samples are the first few error messages.
 	Samples []string
 }
@@ -242,15 +247,15 @@ func runOpen(senders []Sender, src Source, l Load) Stats {
 	}
 	start := time.Now()
 	var saturated int64
+	var late []time.Duration
 	exhausted := false
 	for seq := int64(0); ; seq++ {
 		due := start.Add(time.Duration(float64(seq) * float64(time.Second) / l.Rate))
 		if (l.Duration > 0 && due.Sub(start) >= l.Duration) || (l.Count > 0 && seq >= l.Count) {
 			break
 		}
-		if d := time.Until(due); d > 0 {
-			time.Sleep(d)
-		}
+		waitUntil(due)
+		late = append(late, time.Since(due))
 		var c *Call
 		select {
 		case c = <-pool:
@@ -289,7 +294,26 @@ func runOpen(senders []Sender, src Source, l Load) Stats {
 	}
 	st.Exhausted = exhausted
 	st.Saturated = saturated
+	slices.Sort(late)
+	st.LateP99 = quantile(late, 0.99)
 	return st
+}
+
+// spinMargin is how long before a call is due the open loop stops sleeping
+// and polls the clock: a Go timer can fire a millisecond or more late on a
+// virtual machine, which would show as latency the server never caused.
+const spinMargin = 3 * time.Millisecond
+
+// waitUntil returns at t, give or take a few microseconds: it sleeps until
+// spinMargin before t, then yields to the other goroutines (the readers of
+// answers) until t.
+func waitUntil(t time.Time) {
+	if d := time.Until(t); d > spinMargin {
+		time.Sleep(d - spinMargin)
+	}
+	for time.Now().Before(t) {
+		runtime.Gosched()
+	}
 }
 
 // waitProgress waits for wg while answers keep coming: it gives up once no

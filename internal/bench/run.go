@@ -528,6 +528,9 @@ func (ph *Phase) line() string {
 	if ph.Exhausted {
 		s += fmt.Sprintf("  (unique tokens ran out after %d)", ph.UniqueUsed)
 	}
+	if ph.LateP99 > 0 {
+		s += fmt.Sprintf("  (sent up to %v late at p99)", rnd(ph.LateP99))
+	}
 	if ph.Saturated > 0 {
 		s += fmt.Sprintf("  (%d calls waited for a free slot)", ph.Saturated)
 	}
@@ -631,7 +634,7 @@ func (rep *Report) WriteText(w io.Writer) {
 			s.Errors+s.Unexpected, ratioText(s.RatioToFloor), ratioText(s.RatioToJWT))
 	}
 	for _, s := range rep.Summary {
-		if s.LoadCPU > 0.9 {
+		if s.LoadCPU > 0.9 && rep.Options.Rate <= 0 {
 			fmt.Fprintf(w, "note: the load generator used %.0f%% of its CPU against %s: that run may be limited by the load, not the server\n", 100*s.LoadCPU, s.Server)
 		}
 	}
