@@ -2,7 +2,6 @@ package bench
 
 import (
 	"errors"
-	"runtime"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -54,8 +53,8 @@ type Stats struct {
 	// Saturated counts open-loop calls that had to wait for a free slot.
 	Saturated int64
 	// LateP99 is the 99th percentile of how late the open loop sent a call
-	// after it was due: the load generator's own timing error, which the
-	// latencies include.
+	// after it was due: the load generator's own timing error (latencies count
+	// from the send, see runOpen).
 	LateP99 time.Duration
 	// Samples are the first few error messages.
 	Samples []string
@@ -254,13 +253,16 @@ func runOpen(senders []Sender, src Source, l Load) Stats {
 		if (l.Duration > 0 && due.Sub(start) >= l.Duration) || (l.Count > 0 && seq >= l.Count) {
 			break
 		}
-		waitUntil(due)
-		late = append(late, time.Since(due))
+		if d := time.Until(due); d > 0 {
+			time.Sleep(d)
+		}
 		var c *Call
+		waited := false
 		select {
 		case c = <-pool:
 		default:
 			saturated++
+			waited = true
 			c = <-pool
 		}
 		it, ok := src.Next()
@@ -269,7 +271,17 @@ func runOpen(senders []Sender, src Source, l Load) Stats {
 			pool <- c
 			break
 		}
-		c.Msg, c.Expect, c.Start = it.Msg, it.Expect, due
+		// Latency counts from the send. A Go timer can wake the loop a millisecond
+		// or more late on a virtual machine; that is the load generator's own
+		// error, reported apart (LateP99), not the server's latency. When the loop
+		// had to wait for an answer to free a slot, the server held it up: the
+		// latency then counts from when the call was due.
+		now := time.Now()
+		late = append(late, now.Sub(due))
+		c.Msg, c.Expect, c.Start = it.Msg, it.Expect, now
+		if waited {
+			c.Start = due
+		}
 		senders[seq%int64(len(senders))].Send(c)
 	}
 	// Wait for every call to come back, while answers keep coming.
@@ -297,23 +309,6 @@ func runOpen(senders []Sender, src Source, l Load) Stats {
 	slices.Sort(late)
 	st.LateP99 = quantile(late, 0.99)
 	return st
-}
-
-// spinMargin is how long before a call is due the open loop stops sleeping
-// and polls the clock: a Go timer can fire a millisecond or more late on a
-// virtual machine, which would show as latency the server never caused.
-const spinMargin = 3 * time.Millisecond
-
-// waitUntil returns at t, give or take a few microseconds: it sleeps until
-// spinMargin before t, then yields to the other goroutines (the readers of
-// answers) until t.
-func waitUntil(t time.Time) {
-	if d := time.Until(t); d > spinMargin {
-		time.Sleep(d - spinMargin)
-	}
-	for time.Now().Before(t) {
-		runtime.Gosched()
-	}
 }
 
 // waitProgress waits for wg while answers keep coming: it gives up once no

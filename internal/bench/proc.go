@@ -53,6 +53,8 @@ func StartChild(name, addr, cpus, logPath string, args ...string) (*Child, error
 	}
 	cmd := exec.Command(argv[0], argv[1:]...)
 	cmd.Stdout, cmd.Stderr = log, log
+	// Killed with bench, not left behind holding a CPU.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGTERM}
 	cmd.Env = os.Environ()
 	if err := cmd.Start(); err != nil {
 		log.Close()
