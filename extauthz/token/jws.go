@@ -119,6 +119,9 @@ func decodeObjectStream(b []byte, what string) (map[string]json.RawMessage, erro
 // false for anything else — invalid JSON, not an object, a repeated name —
 // and decodeObject then gives its own answer and error.
 func decodeObjectFast(b []byte) (map[string]json.RawMessage, bool) {
+	if m, ok := scanFlatObject(b); ok {
+		return m, true
+	}
 	i := 0
 	for i < len(b) && (b[i] == ' ' || b[i] == '\t' || b[i] == '\n' || b[i] == '\r') {
 		i++
@@ -399,6 +402,9 @@ func stringsMember(m map[string]json.RawMessage, name string, orString bool) ([]
 		}
 		return []string{s}, nil
 	case len(raw) > 0 && raw[0] == '[':
+		if out, ok := scanPlainStrings(raw); ok {
+			return out, nil
+		}
 		var items []json.RawMessage
 		if json.Unmarshal(raw, &items) != nil {
 			return nil, bad()

@@ -18,7 +18,13 @@ var jsonCases = []string{
 	`{"a":1} {"b":2}`, `{"a":1}x`, `{"a":1`, `{"a" 1}`, `{a:1}`, `{"a":1,}`, "\xef\xbb\xbf{}", `{"a":"\xff"}`,
 	`{"\xff":1,"\xfe":2}`, `{"a":1e999}`, `{"a":-0.0}`, `{"":1,"":2}`, `{"a":"b","b":"a","c":{"d":[":",":"]}}`,
 	`{"acr":"aal2","amr":["pwd","otp"],"exp":1800000000,"sub":"u\n"}`, `{"x":"` + strings.Repeat("[", 20) + `"}`,
-	strings.Repeat("[", 11000) + strings.Repeat("]", 11000), `{"a":` + strings.Repeat("[", 11000) + strings.Repeat("]", 11000) + `}`,
+	// The flat scanner's edges: numbers, literals, arrays, spaces, UTF-8.
+	`{"n":0,"m":-0,"o":1.5e-3,"p":1E+9,"q":-12.25}`, `{"n":01}`, `{"n":-}`, `{"n":1.}`, `{"n":1e}`, `{"n":1e+}`,
+	`{"n":.5}`, `{"n":+1}`, `{"n":1x}`, `{"t":true,"f":false,"z":null}`, `{"t":tru}`, `{"t":nulll}`, `{"t":True}`,
+	`{"a":[]}`, `{"a":[ ]}`, `{"a":[1,"x",true,null]}`, `{"a":[1,]}`, `{"a":[,1]}`, `{"a":[[1]]}`, `{"a":[{"b":1}]}`,
+	`{"a":["x" , "y"]}`, "{\"a\"\t:\r\n\"b\"\n}", `{"a":"b"  ,  "c":"d"}`, `{"a":"b" "c":"d"}`, `{"a":"b",}`, `{,}`,
+	`{"ü":"✓"}`, "{\"a\":\"\xc3\"}", "{\"\xc3\":1}", "{\"a\":\"x\x01\"}", `{"a":"b"}}`, `{"a":"b"`, `{"a"}`, `{"a":}`,
+	`{"aud":["https://api.example.com","other"],"amr":["pwd"],"scp":"a b"}`, `{"amr":["pwd","\u006f"]}`,
 }
 
 func sameDecode(t *testing.T, b []byte) {
@@ -103,4 +109,31 @@ func FuzzDecodeObject(f *testing.F) {
 		f.Add([]byte(c))
 	}
 	f.Fuzz(func(t *testing.T, b []byte) { sameDecode(t, b) })
+}
+
+// TestStringsMemberFast holds the array fast path to encoding/json.
+func TestStringsMemberFast(t *testing.T) {
+	for _, raw := range []string{`[]`, `[ ]`, `["a"]`, `["a","b"]`, `[ "a" , "b" ]`, `["a",1]`, `["\u0061"]`, `["a",]`,
+		`[["a"]]`, `["ü"]`, "[\"\xc3\"]", `[null]`, `["a" "b"]`, `[`, `["a"`} {
+		got, gotErr := stringsMember(map[string]json.RawMessage{"amr": json.RawMessage(raw)}, "amr", false)
+		var want []string
+		var wantErr error
+		var items []json.RawMessage
+		if json.Unmarshal([]byte(raw), &items) != nil {
+			wantErr = fmt.Errorf("bad")
+		} else {
+			want = []string{}
+			for _, it := range items {
+				var s string
+				if len(it) == 0 || it[0] != '"' || json.Unmarshal(it, &s) != nil {
+					want, wantErr = nil, fmt.Errorf("bad")
+					break
+				}
+				want = append(want, s)
+			}
+		}
+		if (gotErr == nil) != (wantErr == nil) || !reflect.DeepEqual(got, want) {
+			t.Errorf("stringsMember(%s) = %q, %v; encoding/json gives %q, %v", raw, got, gotErr, want, wantErr)
+		}
+	}
 }

@@ -153,6 +153,8 @@ func RunBench(o Options) (*Report, error) {
 			return nil, err
 		}
 		defer os.RemoveAll(r.dir)
+	} else if err := os.MkdirAll(r.dir, 0o755); err != nil {
+		return nil, err
 	}
 	if r.idp, err = StartIdP(o.IdPListen); err != nil {
 		return nil, fmt.Errorf("identity provider: %w", err)
