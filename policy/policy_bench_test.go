@@ -107,6 +107,15 @@ func BenchmarkResolve(b *testing.B) {
 			}
 		}
 	})
+	// Merge, as Check resolves: the provenance is only for `check` and tests.
+	b.Run("provenance=no", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			if p := Merge(layers...); !p.HasMaxAge {
+				b.Fatal(p)
+			}
+		}
+	})
 }
 
 // BenchmarkMatchRoute finds the config route for a request among a few.
