@@ -3,6 +3,8 @@ package e2e
 import (
 	"bytes"
 	"errors"
+	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -206,5 +208,77 @@ issuers:
 `)
 	if code, _, stderr := run(t, nil, "validate", "--config", custom, "--envoy", "../envoy/envoy.yaml"); code != 1 || !strings.Contains(stderr, `"aal2" is not one of acr_levels [low high]`) {
 		t.Fatalf("custom ladder: exit %d, stderr:\n%s", code, stderr)
+	}
+}
+
+// A bad value from the environment or a flag is reported against that variable
+// or flag, by validate and by serve, never against the config file.
+func TestOverrideProblemsNameTheirSource(t *testing.T) {
+	cfg := writeFile(t, "serve.yaml", `
+issuers:
+  - issuer: "https://idp.example.com"
+    audiences: ["https://api.example.com"]
+`)
+	cases := []struct {
+		name string
+		env  []string
+		args []string
+		want string
+	}{
+		{"validate names STEPUP_CLOCK_SKEW", []string{"STEPUP_CLOCK_SKEW=abc"}, []string{"validate", "--config", cfg},
+			`environment variable STEPUP_CLOCK_SKEW: clock_skew: "abc" is not a duration like "30s"`},
+		{"serve names STEPUP_CLOCK_SKEW", []string{"STEPUP_CLOCK_SKEW=abc"}, []string{"serve", "--config", cfg},
+			`environment variable STEPUP_CLOCK_SKEW: clock_skew: "abc" is not a duration like "30s"`},
+		{"validate names STEPUP_ISSUERS", []string{`STEPUP_ISSUERS=[{issuer: "https://env.example.com"}]`}, []string{"validate", "--config", cfg},
+			`environment variable STEPUP_ISSUERS: issuers[0].audiences: required`},
+		{"serve names STEPUP_ISSUERS", []string{`STEPUP_ISSUERS=[{issuer: "https://env.example.com"}]`}, []string{"serve", "--config", cfg},
+			`environment variable STEPUP_ISSUERS: issuers[0].audiences: required`},
+		{"serve names the flag, which beats the environment", []string{"STEPUP_CLOCK_SKEW=45s"}, []string{"serve", "--config", cfg, "--clock-skew", "abc"},
+			`flag --clock-skew: clock_skew: "abc" is not a duration like "30s"`},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			code, _, stderr := run(t, c.env, c.args...)
+			if code != 1 || !strings.Contains(stderr, c.want) {
+				t.Fatalf("exit %d, stderr:\n%s\nwant 1 and %q", code, stderr, c.want)
+			}
+			if strings.Contains(stderr, cfg+": ") {
+				t.Errorf("the config file is blamed for an override:\n%s", stderr)
+			}
+		})
+	}
+	t.Run("a problem in the file still names the file", func(t *testing.T) {
+		bad := writeFile(t, "bad.yaml", "issuers: []\n")
+		code, _, stderr := run(t, []string{"STEPUP_CLOCK_SKEW=45s"}, "validate", "--config", bad)
+		if code != 1 || !strings.Contains(stderr, bad+": issuers: ") {
+			t.Fatalf("exit %d, stderr:\n%s", code, stderr)
+		}
+	})
+}
+
+// On a busy port, serve says so (and what to do) before anything else: no key
+// fetch has started, so none is cancelled and logged first.
+func TestServeOnABusyPortSaysWhatToDo(t *testing.T) {
+	idp := startIdP(t)
+	busy, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer busy.Close()
+	cfg := writeFile(t, "serve.yaml", fmt.Sprintf(`
+listen: { grpc: %q, admin: %q }
+issuers:
+  - issuer: %q
+    jwks_uri: "%s/jwks.json"
+    audiences: ["https://api.example.com"]
+`, busy.Addr().String(), freeAddr(t), idp.Issuer, idp.Issuer))
+	code, stdout, stderr := run(t, nil, "serve", "--config", cfg)
+	out := stdout + stderr
+	want := "listen.grpc " + busy.Addr().String() + ": the address is already in use"
+	if code != 1 || !strings.HasPrefix(strings.TrimSpace(out), want) || !strings.Contains(out, "--listen-grpc or STEPUP_LISTEN_GRPC") {
+		t.Fatalf("exit %d, output:\n%s\nwant 1, starting with %q and naming --listen-grpc and STEPUP_LISTEN_GRPC", code, out, want)
+	}
+	if strings.Contains(out, "context canceled") || strings.Contains(out, "jwks") {
+		t.Errorf("a key fetch was started and cancelled:\n%s", out)
 	}
 }

@@ -124,7 +124,7 @@ func runDev(ctx context.Context, f *devFlags, out, errw io.Writer) error {
 	if err := os.WriteFile(cfgPath, []byte(devConfig(f, idp.Issuer)), 0o600); err != nil {
 		return err
 	}
-	a, err := newApp(cfgPath, config.NewViper(), errFile(errw))
+	a, err := newApp(cfgPath, config.NewViper(), errFile(errw), map[string]string{"listen.grpc": "--grpc-addr", "listen.admin": "--admin-addr"})
 	if err != nil {
 		return err
 	}

@@ -22,12 +22,12 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/spf13/cobra"
-	"github.com/spf13/viper"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/keepalive"
+	"google.golang.org/grpc/reflection"
 
 	"github.com/stepup-authz/stepup-authz/extauthz"
 	"github.com/stepup-authz/stepup-authz/extauthz/config"
@@ -58,21 +58,31 @@ func newServeCmd() *cobra.Command {
 	f.String("log-format", "", "text or json (log.format)")
 	f.String("metadata-namespace", "", "route metadata namespace (metadata_namespace)")
 	f.String("clock-skew", "", "leeway for exp, nbf, iat and auth_time (clock_skew)")
-	for flag, key := range map[string]string{
-		"listen-grpc": "listen.grpc", "listen-admin": "listen.admin",
-		"log-level": "log.level", "log-format": "log.format",
-		"metadata-namespace": "metadata_namespace", "clock-skew": "clock_skew",
-	} {
+	f.String("listen-reflection", "", "true: gRPC server reflection, for grpcurl (listen.reflection)")
+	for flag, key := range serveFlags {
 		_ = v.BindPFlag(key, f.Lookup(flag))
 	}
 	_ = cmd.MarkFlagRequired("config")
 	return cmd
 }
 
+// serveFlags maps serve's flags to the config keys they override.
+var serveFlags = map[string]string{
+	"listen-grpc": "listen.grpc", "listen-admin": "listen.admin", "listen-reflection": "listen.reflection",
+	"log-level": "log.level", "log-format": "log.format",
+	"metadata-namespace": "metadata_namespace", "clock-skew": "clock_skew",
+}
+
+// serveAddrHints say how to move serve's listeners elsewhere.
+var serveAddrHints = map[string]string{
+	"listen.grpc":  "listen.grpc in the config, --listen-grpc or " + config.EnvVar("listen.grpc"),
+	"listen.admin": "listen.admin in the config, --listen-admin or " + config.EnvVar("listen.admin"),
+}
+
 // app is one running server: the wiring shared by serve and dev.
 type app struct {
 	path    string
-	v       *viper.Viper
+	v       *config.Overrides
 	log     *slog.Logger
 	metrics *extauthz.Metrics
 	reg     *prometheus.Registry
@@ -80,26 +90,51 @@ type app struct {
 	srv     *extauthz.Server
 	health  *health.Server
 
+	// The listeners are bound before any key is fetched, so a busy port is
+	// the first and only thing reported.
+	grpcLis, adminLis net.Listener
+
 	mu       sync.Mutex // serialises reloads
 	cfg      *config.Config
 	verifier *token.Verifier
 	ready    chan struct{} // closed once the first key fetch of every issuer finished
 }
 
+// loadProblems prints one line per problem, each naming where it is: the
+// config file, or the environment variable or flag that overrode a key.
 func loadProblems(path string, err error) error {
 	var problems config.Problems
 	if errors.As(err, &problems) {
-		return &exitError{code: 1, err: fmt.Errorf("%s:\n%s", path, problems.Error())}
+		return &exitError{code: 1, err: errors.New(problems.Located(path).Error())}
 	}
-	return &exitError{code: 1, err: err}
+	return &exitError{code: 1, err: fmt.Errorf("%s: %w", path, err)}
 }
 
-func newApp(path string, v *viper.Viper, stderr *os.File) (*app, error) {
+// listenError says which address could not be bound, what is likely true and
+// how to choose another (hint).
+func listenError(what, addr, hint string, err error) error {
+	if errors.Is(err, syscall.EADDRINUSE) {
+		return fmt.Errorf("%s %s: the address is already in use (another stepup-authz serve or dev may be running); stop it, or choose another address with %s", what, addr, hint)
+	}
+	return fmt.Errorf("%s %s: %v; choose another address with %s", what, addr, err, hint)
+}
+
+// newApp loads the config, binds the listeners and starts fetching keys.
+// addrHints say, for listen.grpc and listen.admin, how the caller's user
+// moves them.
+func newApp(path string, v *config.Overrides, stderr *os.File, addrHints map[string]string) (*app, error) {
 	cfg, err := config.Load(path, v)
 	if err != nil {
 		return nil, loadProblems(path, err)
 	}
 	a := &app{path: path, v: v, cfg: cfg, reg: prometheus.NewRegistry(), ready: make(chan struct{})}
+	if a.grpcLis, err = net.Listen("tcp", cfg.Listen.GRPC); err != nil {
+		return nil, &exitError{code: 1, err: listenError("listen.grpc", cfg.Listen.GRPC, addrHints["listen.grpc"], err)}
+	}
+	if a.adminLis, err = net.Listen("tcp", cfg.Listen.Admin); err != nil {
+		a.grpcLis.Close()
+		return nil, &exitError{code: 1, err: listenError("listen.admin", cfg.Listen.Admin, addrHints["listen.admin"], err)}
+	}
 	a.log = newLogger(stderr, cfg.Log)
 	a.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	a.metrics = extauthz.NewMetrics(a.reg)
@@ -114,6 +149,8 @@ func newApp(path string, v *viper.Viper, stderr *os.File) (*app, error) {
 	engine, verifier, err := extauthz.NewEngine(cfg, a.rt)
 	if err != nil {
 		ks.Close()
+		a.grpcLis.Close()
+		a.adminLis.Close()
 		return nil, &exitError{code: 1, err: fmt.Errorf("%s: %w", path, err)}
 	}
 	a.verifier = verifier
@@ -139,12 +176,12 @@ func newLogger(w *os.File, l config.Log) *slog.Logger {
 	return slog.New(slog.NewTextHandler(w, opts))
 }
 
-func serve(ctx context.Context, path string, v *viper.Viper, stderr any) error {
+func serve(ctx context.Context, path string, v *config.Overrides, stderr any) error {
 	errw, _ := stderr.(*os.File)
 	if errw == nil {
 		errw = os.Stderr
 	}
-	a, err := newApp(path, v, errw)
+	a, err := newApp(path, v, errw, serveAddrHints)
 	if err != nil {
 		return err
 	}
@@ -155,15 +192,7 @@ func serve(ctx context.Context, path string, v *viper.Viper, stderr any) error {
 // run serves until ctx is cancelled, then shuts down gracefully: stop
 // accepting, report NOT_SERVING, drain in-flight Checks, exit.
 func (a *app) run(ctx context.Context) error {
-	grpcLis, err := net.Listen("tcp", a.cfg.Listen.GRPC)
-	if err != nil {
-		return &exitError{code: 1, err: fmt.Errorf("listen.grpc: %w", err)}
-	}
-	adminLis, err := net.Listen("tcp", a.cfg.Listen.Admin)
-	if err != nil {
-		grpcLis.Close()
-		return &exitError{code: 1, err: fmt.Errorf("listen.admin: %w", err)}
-	}
+	grpcLis, adminLis := a.grpcLis, a.adminLis
 	opts := grpcServerOptions()
 	if t := a.cfg.Listen.TLS; t != nil {
 		creds, err := serverTLS(t)
@@ -177,11 +206,16 @@ func (a *app) run(ctx context.Context) error {
 	gs := grpc.NewServer(opts...)
 	authv3.RegisterAuthorizationServer(gs, a.srv)
 	healthpb.RegisterHealthServer(gs, a.health)
+	if a.cfg.Listen.Reflection {
+		// grpc.reflection.v1 (and v1alpha): lets grpcurl describe and call the
+		// server without .proto files. Off unless listen.reflection is true.
+		reflection.Register(gs)
+	}
 	admin := &http.Server{Handler: a.adminMux(), ReadHeaderTimeout: 5 * time.Second}
 
 	a.log.Info("stepup-authz serving", slog.String("version", versionString()),
 		slog.String("grpc", grpcLis.Addr().String()), slog.String("admin", adminLis.Addr().String()),
-		slog.Bool("tls", a.cfg.Listen.TLS != nil), slog.String("config", a.path))
+		slog.Bool("tls", a.cfg.Listen.TLS != nil), slog.Bool("reflection", a.cfg.Listen.Reflection), slog.String("config", a.path))
 
 	errc := make(chan error, 2)
 	go func() { errc <- gs.Serve(grpcLis) }()

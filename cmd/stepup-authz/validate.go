@@ -46,8 +46,9 @@ func validate(path string, envoyFiles []string, out, errw io.Writer) int {
 			fmt.Fprintf(errw, "%s: %v\n", path, err)
 			return 1
 		}
-		for _, p := range problems {
-			fmt.Fprintf(errw, "%s: %s\n", path, p)
+		// A problem with an environment variable or flag names it, not the file.
+		for _, p := range problems.Located(path) {
+			fmt.Fprintln(errw, p)
 		}
 		return len(problems)
 	}

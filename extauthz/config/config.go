@@ -35,6 +35,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/spf13/pflag"
 	"github.com/spf13/viper"
 	"sigs.k8s.io/yaml"
 
@@ -87,6 +88,10 @@ type Config struct {
 type Listen struct {
 	GRPC  string // ext_authz and gRPC health
 	Admin string // /healthz /readyz /metrics
+	// Reflection turns on gRPC server reflection (grpc.reflection.v1), so
+	// that grpcurl and similar tools can call the server without .proto files.
+	// Off by default: only Envoy needs to reach the gRPC port.
+	Reflection bool
 	// TLS, when set, serves gRPC over TLS (mutual TLS with ClientCAFile).
 	TLS *TLS
 }
@@ -152,6 +157,7 @@ func (p Problems) Error() string { return strings.Join(p, "\n") }
 var Keys = []string{
 	"listen.grpc",
 	"listen.admin",
+	"listen.reflection",
 	"listen.tls.cert_file",
 	"listen.tls.key_file",
 	"listen.tls.client_ca_file",
@@ -170,6 +176,9 @@ var Keys = []string{
 // structuredKeys take YAML text as their override value.
 var structuredKeys = map[string]bool{"issuers": true, "acr_levels": true, "policy": true}
 
+// boolKeys take true or false (strconv.ParseBool's spellings) as their override value.
+var boolKeys = map[string]bool{"listen.reflection": true}
+
 // EnvPrefix is the prefix of the environment variables that override keys.
 const EnvPrefix = "STEPUP"
 
@@ -178,23 +187,78 @@ func EnvVar(key string) string {
 	return EnvPrefix + "_" + strings.ToUpper(strings.ReplaceAll(key, ".", "_"))
 }
 
-// NewViper returns a viper bound to the environment variable STEPUP_<KEY>
-// for every key in Keys. Bind flags to it with v.BindPFlag(key, flag); a flag
-// that was set wins over the environment, which wins over the file.
-func NewViper() *viper.Viper {
+// Where a problem with an overridden value came from: a problem line starts
+// with one of these (then the variable or flag name, then ": ") instead of a
+// field path, so that it is never blamed on the config file.
+const (
+	envSource  = "environment variable "
+	flagSource = "flag --"
+)
+
+// Overrides is a viper bound to the environment variable STEPUP_<KEY> for
+// every key in Keys, plus the flags bound with BindPFlag. It remembers those
+// flags so that a problem with an overridden value names the variable or flag
+// it came from rather than the file.
+type Overrides struct {
+	*viper.Viper
+	flags map[string]*pflag.Flag
+}
+
+// NewViper returns the overrides from the environment (STEPUP_<KEY> for every
+// key in Keys). Bind flags with BindPFlag(key, flag); a flag that was set wins
+// over the environment, which wins over the file.
+func NewViper() *Overrides {
 	v := viper.New()
 	v.SetEnvPrefix(EnvPrefix)
 	v.SetEnvKeyReplacer(strings.NewReplacer(".", "_"))
 	for _, k := range Keys {
 		_ = v.BindEnv(k) // only fails without a key
 	}
-	return v
+	return &Overrides{Viper: v, flags: map[string]*pflag.Flag{}}
+}
+
+// BindPFlag makes flag f override key when it is set on the command line.
+func (o *Overrides) BindPFlag(key string, f *pflag.Flag) error {
+	if err := o.Viper.BindPFlag(key, f); err != nil {
+		return err
+	}
+	o.flags[key] = f
+	return nil
+}
+
+// source names where the override of key came from, in viper's order of
+// precedence: a flag that was set, else the environment variable (viper
+// ignores an empty one), else a value set in code.
+func (o *Overrides) source(key string) string {
+	if f := o.flags[key]; f != nil && f.Changed {
+		return flagSource + f.Name
+	}
+	if os.Getenv(EnvVar(key)) != "" {
+		return envSource + EnvVar(key)
+	}
+	return "override of " + key
+}
+
+// Located returns the problems as they should be printed for the config file
+// named file: a problem with the file gets the file's name in front, one with
+// an environment variable or flag already names it and is left as it is.
+func (p Problems) Located(file string) Problems {
+	out := make(Problems, len(p))
+	for i, line := range p {
+		if strings.HasPrefix(line, envSource) || strings.HasPrefix(line, flagSource) || strings.HasPrefix(line, "override of ") {
+			out[i] = line
+		} else {
+			out[i] = file + ": " + line
+		}
+	}
+	return out
 }
 
 // Load reads the file at path, applies overrides from v (environment and
 // bound flags; v may be nil), validates it and returns the config. An invalid
-// config returns Problems; a file that cannot be read returns another error.
-func Load(path string, v *viper.Viper) (*Config, error) {
+// config returns Problems (print them with Located(path)); a file that cannot
+// be read returns another error.
+func Load(path string, v *Overrides) (*Config, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("read config: %w", err)
@@ -203,20 +267,46 @@ func Load(path string, v *viper.Viper) (*Config, error) {
 }
 
 // Parse is Load from bytes. With a nil v there are no overrides.
-func Parse(data []byte, v *viper.Viper) (*Config, error) {
+func Parse(data []byte, v *Overrides) (*Config, error) {
 	root, probs := decode(data)
 	if len(probs) > 0 {
 		return nil, probs
 	}
 	w := &walker{}
+	var sources map[string]string
 	if v != nil {
-		applyOverrides(root, v, w)
+		sources = applyOverrides(root, v, w)
 	}
 	cfg := build(root, w)
 	if len(w.probs) > 0 {
-		return nil, w.probs
+		return nil, attribute(w.probs, sources)
 	}
 	return cfg, nil
+}
+
+// attribute puts the source in front of every problem about an overridden
+// key (the key itself, or anything below it: issuers[0].audiences is about
+// STEPUP_ISSUERS), so that `STEPUP_CLOCK_SKEW=abc` is reported as
+// `environment variable STEPUP_CLOCK_SKEW: clock_skew: "abc" is not a duration`,
+// never as a problem with the file.
+func attribute(probs Problems, sources map[string]string) Problems {
+	if len(sources) == 0 {
+		return probs
+	}
+	out := make(Problems, len(probs))
+	for i, line := range probs {
+		out[i] = line
+		best := ""
+		for key := range sources {
+			if len(key) > len(best) && strings.HasPrefix(line, key) && len(line) > len(key) && strings.ContainsRune(":.[", rune(line[len(key)])) {
+				best = key
+			}
+		}
+		if best != "" {
+			out[i] = sources[best] + ": " + line
+		}
+	}
+	return out
 }
 
 // decode turns YAML into plain JSON values (map[string]any, []any, string,
@@ -258,19 +348,23 @@ func yamlProblems(err error) Problems {
 	return Problems{strings.Join(strings.Fields(msg), " ")}
 }
 
-// applyOverrides writes every key that v has set into the decoded file.
-func applyOverrides(root map[string]any, v *viper.Viper, w *walker) {
+// applyOverrides writes every key that v has set into the decoded file and
+// returns where each of them came from.
+func applyOverrides(root map[string]any, v *Overrides, w *walker) map[string]string {
+	sources := map[string]string{}
 	for _, key := range Keys {
 		if !v.IsSet(key) {
 			continue
 		}
-		val, err := overrideValue(v, key)
+		sources[key] = v.source(key)
+		val, err := overrideValue(v.Viper, key)
 		if err != nil {
-			w.add(key, "override (%s or flag): %v", EnvVar(key), err)
+			w.add(key, "%v", err)
 			continue
 		}
 		setPath(root, strings.Split(key, "."), val)
 	}
+	return sources
 }
 
 func overrideValue(v *viper.Viper, key string) (any, error) {
@@ -301,6 +395,11 @@ func overrideValue(v *viper.Viper, key string) (any, error) {
 	if key == "token_cache_size" {
 		if n, err := strconv.Atoi(strings.TrimSpace(s)); err == nil {
 			return float64(n), nil
+		}
+	}
+	if boolKeys[key] {
+		if b, err := strconv.ParseBool(strings.TrimSpace(s)); err == nil {
+			return b, nil
 		}
 	}
 	return s, nil

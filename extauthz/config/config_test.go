@@ -315,20 +315,87 @@ func TestEnvOverrideTLS(t *testing.T) {
 	}
 }
 
+// A bad value from the environment is reported against the variable that
+// holds it, never against the config file (which may not have the key at all).
 func TestEnvOverrideProblems(t *testing.T) {
-	path := writeConfig(t, minimal)
+	path := writeConfig(t, minimal+"policy:\n  default: { required_acr: aal9 }\n")
 	t.Setenv("STEPUP_CLOCK_SKEW", "abc")
 	t.Setenv("STEPUP_ACR_LEVELS", "[aal1")
 	t.Setenv("STEPUP_TOKEN_CACHE_SIZE", "lots")
+	t.Setenv("STEPUP_LISTEN_REFLECTION", "maybe")
+	t.Setenv("STEPUP_ISSUERS", `[{issuer: "https://env.example.com", jwks_uri: "file:///jwks.json"}]`)
 	_, err := Load(path, NewViper())
 	got := problemsOf(t, err)
 	want := Problems{
-		`acr_levels: override (STEPUP_ACR_LEVELS or flag): not valid YAML: yaml: line 1: did not find expected ',' or ']'`,
-		`clock_skew: "abc" is not a duration like "30s"`,
-		`token_cache_size: must be a whole number, got string "lots"`,
+		// An override that cannot even be read comes first, then validation in schema order.
+		`environment variable STEPUP_ACR_LEVELS: acr_levels: not valid YAML: yaml: line 1: did not find expected ',' or ']'`,
+		`environment variable STEPUP_LISTEN_REFLECTION: listen.reflection: must be true or false, got string "maybe"`,
+		`environment variable STEPUP_ISSUERS: issuers[0].jwks_uri: "file:///jwks.json" must use https (http is allowed only on loopback hosts 127.0.0.1, ::1, localhost); keys are fetched from the identity provider over the network, not read from a file: URL`,
+		`environment variable STEPUP_ISSUERS: issuers[0].audiences: required: the token's aud must contain one of them`,
+		`environment variable STEPUP_CLOCK_SKEW: clock_skew: "abc" is not a duration like "30s"`,
+		`environment variable STEPUP_TOKEN_CACHE_SIZE: token_cache_size: must be a whole number, got string "lots"`,
+		`policy.default.required_acr: "aal9" is not one of acr_levels [aal1 aal2 aal3]`,
 	}
 	if !slices.Equal(got, want) {
-		t.Errorf("problems:\n%s\nwant:\n%s", got, want)
+		t.Errorf("problems:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+	// Printed for the file, only the file's own problem carries its name.
+	located := got.Located("serve.yaml")
+	for i, line := range located {
+		fromFile := strings.HasPrefix(line, "serve.yaml: ")
+		if fromFile != (i == len(located)-1) {
+			t.Errorf("Located line %d = %q", i, line)
+		}
+	}
+	if located[len(located)-1] != "serve.yaml: "+want[len(want)-1] {
+		t.Errorf("Located = %q", located[len(located)-1])
+	}
+}
+
+// A bad value given as a flag is reported against the flag; the same key from
+// the environment, which the flag beats, is not blamed.
+func TestFlagOverrideProblems(t *testing.T) {
+	path := writeConfig(t, minimal+"clock_skew: 30s\n")
+	t.Setenv("STEPUP_CLOCK_SKEW", "45s")
+	t.Setenv("STEPUP_LOG_LEVEL", "loud")
+	fs := pflag.NewFlagSet("serve", pflag.ContinueOnError)
+	fs.String("clock-skew", "", "")
+	fs.String("log-level", "", "")
+	v := NewViper()
+	for key, name := range map[string]string{"clock_skew": "clock-skew", "log.level": "log-level"} {
+		if err := v.BindPFlag(key, fs.Lookup(name)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := fs.Parse([]string{"--clock-skew=soon"}); err != nil {
+		t.Fatal(err)
+	}
+	_, err := Load(path, v)
+	got := problemsOf(t, err)
+	want := Problems{
+		`flag --clock-skew: clock_skew: "soon" is not a duration like "30s"`,
+		`environment variable STEPUP_LOG_LEVEL: log.level: "loud" is not one of debug, info, warn, error`,
+	}
+	if !slices.Equal(got, want) {
+		t.Errorf("problems:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+}
+
+func TestReflectionSwitch(t *testing.T) {
+	if cfg := mustLoad(t, writeConfig(t, minimal)); cfg.Listen.Reflection {
+		t.Error("reflection is on by default")
+	}
+	if cfg := mustLoad(t, writeConfig(t, minimal+"listen: { reflection: true }\n")); !cfg.Listen.Reflection {
+		t.Error("listen.reflection: true did not turn it on")
+	}
+	_, err := Load(writeConfig(t, minimal+"listen: { reflection: \"yes\" }\n"), nil)
+	if got := problemsOf(t, err); !slices.Equal(got, Problems{`listen.reflection: must be true or false, got string "yes"`}) {
+		t.Errorf("problems = %q", got)
+	}
+	t.Setenv("STEPUP_LISTEN_REFLECTION", "true")
+	cfg, err := Load(writeConfig(t, minimal+"listen: { reflection: false }\n"), NewViper())
+	if err != nil || !cfg.Listen.Reflection {
+		t.Errorf("STEPUP_LISTEN_REFLECTION=true: %v, %+v", err, cfg)
 	}
 }
 

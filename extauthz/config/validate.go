@@ -24,7 +24,7 @@ var (
 		"listen", "issuers", "clock_skew", "acr_levels", "metadata_namespace",
 		"machine_tokens", "jwks_refresh_interval", "token_cache_size", "log", "policy",
 	}
-	listenKeys = []string{"grpc", "admin", "tls"}
+	listenKeys = []string{"grpc", "admin", "reflection", "tls"}
 	tlsKeys    = []string{"cert_file", "key_file", "client_ca_file"}
 	issuerKeys = []string{
 		"issuer", "jwks_uri", "audiences", "algorithms", "acr_aliases", "amr_levels",
@@ -177,6 +177,13 @@ func (b *builder) listen(v any) Listen {
 	}
 	if l.GRPC == l.Admin && !strings.HasSuffix(l.GRPC, ":0") {
 		b.add("listen.admin", "%q is also listen.grpc; the two servers need different addresses", l.Admin)
+	}
+	if x := m["reflection"]; x != nil {
+		if on, ok := x.(bool); ok {
+			l.Reflection = on
+		} else {
+			b.typeErr("listen.reflection", "true or false", x)
+		}
 	}
 	if x := m["tls"]; x != nil {
 		l.TLS = b.tls(x)
@@ -332,8 +339,10 @@ func (b *builder) issuer(p string, m map[string]any) Issuer {
 		switch {
 		case s == "":
 			b.add(p+".issuer", "required: the exact iss of the tokens this identity provider issues")
-		case err != nil || !u.IsAbs() || u.Host == "":
+		case err != nil || !u.IsAbs():
 			b.add(p+".issuer", "%q is not an absolute URL like \"https://idp.example.com\"", s)
+		case u.Host == "":
+			b.add(p+".issuer", "%q has no host: an issuer is a URL like \"https://idp.example.com\", exactly as its tokens' iss", s)
 		case iss.JWKSURI == "" && !fetchable(u):
 			b.add(p+".issuer", "%q must use https: without jwks_uri, keys are found through %s/.well-known/openid-configuration (%s)",
 				s, strings.TrimSuffix(s, "/"), loopbackRule)
@@ -342,10 +351,18 @@ func (b *builder) issuer(p string, m map[string]any) Issuer {
 		}
 	}
 	if iss.JWKSURI != "" {
+		const example = "https://idp.example.com/jwks.json"
 		u, err := url.Parse(iss.JWKSURI)
 		switch {
-		case err != nil || !u.IsAbs() || u.Host == "":
-			b.add(p+".jwks_uri", "%q is not an absolute URL like \"https://idp.example.com/jwks.json\"", iss.JWKSURI)
+		case err != nil || !u.IsAbs():
+			b.add(p+".jwks_uri", "%q is not an absolute URL; write it like %q", iss.JWKSURI, example)
+		case !strings.EqualFold(u.Scheme, "https") && !strings.EqualFold(u.Scheme, "http"):
+			// file:, data: and the like: the rule is about the scheme, not about
+			// the URL being absolute (it is).
+			b.add(p+".jwks_uri", "%q must use https (%s); keys are fetched from the identity provider over the network, not read from a %s: URL",
+				iss.JWKSURI, loopbackRule, strings.ToLower(u.Scheme))
+		case u.Host == "":
+			b.add(p+".jwks_uri", "%q has no host; write it like %q", iss.JWKSURI, example)
 		case !fetchable(u):
 			b.add(p+".jwks_uri", "%q must use https (%s)", iss.JWKSURI, loopbackRule)
 		}
