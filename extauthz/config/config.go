@@ -82,6 +82,8 @@ type Config struct {
 	// Default is policy.default; Routes is policy.routes in order, first match wins.
 	Default policy.Layer
 	Routes  []policy.Route
+	// Tracing is the OpenTelemetry setup (tracing:); read at start only.
+	Tracing Tracing
 }
 
 // Listen holds the listen addresses.
@@ -171,13 +173,18 @@ var Keys = []string{
 	"log.level",
 	"log.format",
 	"policy",
+	"tracing.enabled",
+	"tracing.protocol",
+	"tracing.endpoint",
+	"tracing.sample_ratio",
+	"tracing.include_subject",
 }
 
 // structuredKeys take YAML text as their override value.
 var structuredKeys = map[string]bool{"issuers": true, "acr_levels": true, "policy": true}
 
 // boolKeys take true or false (strconv.ParseBool's spellings) as their override value.
-var boolKeys = map[string]bool{"listen.reflection": true}
+var boolKeys = map[string]bool{"listen.reflection": true, "tracing.enabled": true, "tracing.include_subject": true}
 
 // EnvPrefix is the prefix of the environment variables that override keys.
 const EnvPrefix = "STEPUP"
@@ -400,6 +407,11 @@ func overrideValue(v *viper.Viper, key string) (any, error) {
 	if boolKeys[key] {
 		if b, err := strconv.ParseBool(strings.TrimSpace(s)); err == nil {
 			return b, nil
+		}
+	}
+	if key == "tracing.sample_ratio" {
+		if f, err := strconv.ParseFloat(strings.TrimSpace(s), 64); err == nil {
+			return f, nil
 		}
 	}
 	return s, nil

@@ -23,6 +23,7 @@ var (
 	topKeys = []string{
 		"listen", "issuers", "clock_skew", "acr_levels", "metadata_namespace",
 		"machine_tokens", "jwks_refresh_interval", "token_cache_size", "log", "policy",
+		"tracing",
 	}
 	listenKeys = []string{"grpc", "admin", "reflection", "tls"}
 	tlsKeys    = []string{"cert_file", "key_file", "client_ca_file"}
@@ -120,6 +121,9 @@ func build(root map[string]any, w *walker) *Config {
 	}
 	if v := root["policy"]; v != nil {
 		cfg.Default, cfg.Routes = b.policy(v)
+	}
+	if v := root["tracing"]; v != nil {
+		cfg.Tracing = b.tracing(v)
 	}
 	return cfg
 }
