@@ -20,7 +20,8 @@ func (s Sourced) String() string {
 type Provenance map[string]string
 
 // Resolve merges layers field by field, the first layer (most specific) that
-// sets a field winning. A field set to its zero value stays cleared.
+// sets a field winning. A field set to its zero value stays cleared. The name
+// is the exception: a config route's name, when one matched, wins.
 func Resolve(layers ...Sourced) (Policy, Provenance) {
 	prov := Provenance{}
 	return merge(layers, prov), prov
@@ -71,7 +72,11 @@ func merge(layers []Sourced, prov Provenance) Policy {
 				prov[FieldMode] = s.String()
 			}
 		}
-		if !done[4] && l.Name.Set {
+		// The name is a label, not a requirement: a matching config route's
+		// name wins over a more specific source's, because policy.routes
+		// subdivide what Envoy routes to the server (a catch-all Envoy route
+		// named "default" must not relabel the config route that decided).
+		if l.Name.Set && (!done[4] || s.Source == SourceConfigRoute) {
 			done[4] = true
 			p.Name = l.Name.Value
 			if prov != nil {

@@ -93,6 +93,23 @@ func TestResolve(t *testing.T) {
 			},
 		},
 		{
+			name:     "a matching config route's name wins over route metadata's, the requirements still merge most specific first",
+			metadata: map[string]any{"name": "default", "required_acr": "aal3"},
+			route:    map[string]any{"mode": "off", "name": "demo-page", "required_acr": "aal1"},
+			want:     Policy{RequiredACR: "aal3", Mode: ModeOff, Name: "demo-page"},
+			wantProv: Provenance{"required_acr": "route_metadata", "mode": "policy.routes[payout]", "name": "policy.routes[payout]"},
+		},
+		{
+			name:     "without a config route, route metadata's name beats the default's",
+			metadata: map[string]any{"name": "marketing"},
+			def:      strictDefault,
+			want:     Policy{RequiredACR: "aal2", MaxAge: 10 * time.Minute, HasMaxAge: true, MachineScopes: []string{"api:admin"}, Mode: ModeDryRun, Name: "marketing"},
+			wantProv: Provenance{
+				"required_acr": "policy.default", "max_age": "policy.default", "machine_scopes": "policy.default",
+				"mode": "policy.default", "name": "route_metadata",
+			},
+		},
+		{
 			name:  "an empty required_acr in a route clears the default's",
 			route: map[string]any{"required_acr": ""},
 			def:   map[string]any{"required_acr": "aal2"},
