@@ -213,8 +213,13 @@ func TestDecisionCounters(t *testing.T) {
 	if got := testutil.ToFloat64(m.Decisions.WithLabelValues("deny", "acr_too_low", "payouts")); got != 3 {
 		t.Fatalf("counted %v, want 3", got)
 	}
-	for i := range maxDecisionCounters + 10 {
-		m.decided("allow", "allowed", fmt.Sprint("p", i))
+	names := make([]string, maxDecisionCounters+10)
+	for i := range names {
+		names[i] = fmt.Sprint("p", i)
+	}
+	m.KnownPolicies(names, nil) // else most would count as OtherPolicy
+	for _, n := range names {
+		m.decided("allow", "allowed", n)
 	}
 	m.decided("allow", "allowed", fmt.Sprint("p", maxDecisionCounters+5))
 	if got := testutil.ToFloat64(m.Decisions.WithLabelValues("allow", "allowed", fmt.Sprint("p", maxDecisionCounters+5))); got != 2 {

@@ -61,8 +61,8 @@ func TestDenialIsLoggedOnceWithItsReasonAndNeverTheToken(t *testing.T) {
 	if got := testutil.ToFloat64(m.Decisions.WithLabelValues("deny", "acr_too_low", "payout-destination")); got != 1 {
 		t.Errorf("deny counter = %v, want 1", got)
 	}
-	if got := testutil.CollectAndCount(m.CheckDuration); got != 1 {
-		t.Errorf("latency histogram series = %d, want 1", got)
+	if got := checksObserved(t, m, "deny", "miss"); got != 1 {
+		t.Errorf("latency histogram deny/miss count = %d, want 1", got)
 	}
 }
 

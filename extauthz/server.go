@@ -56,6 +56,10 @@ func (s *Server) Engine() *Engine { return s.engine.Load() }
 // gRPC error for a decision: Envoy would drop our status, body and headers.
 func (s *Server) Check(ctx context.Context, req *authv3.CheckRequest) (*authv3.CheckResponse, error) {
 	start := time.Now()
+	if s.metrics != nil {
+		s.metrics.InFlight.Inc()
+		defer s.metrics.InFlight.Dec()
+	}
 	var o evalOptions
 	if dl, ok := ctx.Deadline(); ok {
 		// Answer while the caller still listens: Envoy drops a late answer and
@@ -67,7 +71,7 @@ func (s *Server) Check(ctx context.Context, req *authv3.CheckRequest) (*authv3.C
 	}
 	r := s.evaluate(ctx, req, o)
 	if s.metrics != nil {
-		s.metrics.CheckDuration.Observe(time.Since(start).Seconds())
+		s.metrics.observe(r.decisionLabel(), r.cache, time.Since(start).Seconds())
 	}
 	return r.Response, nil
 }
@@ -80,6 +84,20 @@ type Result struct {
 	Provenance policy.Provenance
 	Claims     *policy.Claims
 	Response   *authv3.CheckResponse
+
+	// cache says whether the token came from the verified-token cache.
+	cache cacheOutcome
+}
+
+// decisionLabel is the decision label of metrics: allow, deny or dry_run_deny.
+func (r *Result) decisionLabel() int {
+	switch {
+	case r.DryRun:
+		return decisionDryRunDeny
+	case r.Decision.Allowed():
+		return decisionAllow
+	}
+	return decisionDeny
 }
 
 // Evaluate runs the request flow of DESIGN.md: read the attributes, resolve
@@ -104,6 +122,7 @@ func (s *Server) evaluate(ctx context.Context, req *authv3.CheckRequest, opts ev
 	a := readAttributes(req, e.Namespace)
 	o := outcome{rules: noRules}
 	var prov policy.Provenance
+	var cache cacheOutcome
 
 	p, prov, err := e.resolve(&a, opts.provenance)
 	switch {
@@ -112,7 +131,7 @@ func (s *Server) evaluate(ctx context.Context, req *authv3.CheckRequest, opts ev
 	case p.EffectiveMode() == policy.ModeOff:
 		o.decision = policy.Decision{Reason: policy.ReasonModeOff, Policy: p}
 	default:
-		o.decision, o.claims = s.judge(ctx, e, &a, &p, opts.answerBy)
+		o.decision, o.claims, cache = s.judge(ctx, e, &a, &p, opts.answerBy)
 		if o.claims != nil {
 			o.rules = e.rules(o.claims.Issuer)
 		}
@@ -126,43 +145,44 @@ func (s *Server) evaluate(ctx context.Context, req *authv3.CheckRequest, opts ev
 		Provenance: prov,
 		Claims:     o.claims,
 		Response:   buildResponse(&o, &a),
+		cache:      cache,
 	}
 }
 
 // judge verifies the bearer token and decides on its claims.
-func (s *Server) judge(ctx context.Context, e *Engine, a *attributes, p *policy.Policy, answerBy time.Time) (policy.Decision, *policy.Claims) {
+func (s *Server) judge(ctx context.Context, e *Engine, a *attributes, p *policy.Policy, answerBy time.Time) (policy.Decision, *policy.Claims, cacheOutcome) {
 	if a.headerCount > MaxHeaders {
-		return policy.Deny(policy.ReasonTokenInvalid, DetailTooManyHeaders, *p), nil
+		return policy.Deny(policy.ReasonTokenInvalid, DetailTooManyHeaders, *p), nil, cacheNone
 	}
 	var buf [1]string
 	raw, err := token.Bearer(a.authValues(&buf))
 	if err != nil {
-		return tokenDenial(err, *p), nil
+		return tokenDenial(err, *p), nil, cacheNone
 	}
-	claims, err := e.verify(ctx, raw, a, answerBy)
+	claims, cache, err := e.verify(ctx, raw, a, answerBy)
 	if err != nil {
-		return tokenDenial(err, *p), nil
+		return tokenDenial(err, *p), nil, cache
 	}
 	if !headerSafe(claims.Subject) || (claims.HasACR && !headerSafe(claims.ACR)) {
 		// These go upstream as header values; a CR or LF there is an injection.
-		return policy.Deny(policy.ReasonTokenInvalid, "unsafe_claim", *p), nil
+		return policy.Deny(policy.ReasonTokenInvalid, "unsafe_claim", *p), nil, cache
 	}
-	return policy.Decide(claims, p, e.rules(claims.Issuer), &e.Settings, s.now()), claims
+	return policy.Decide(claims, p, e.rules(claims.Issuer), &e.Settings, s.now()), claims, cache
 }
 
 // verify trusts Envoy's jwt_authn payload where the token's issuer opted in and
 // the payload is the bearer token's own; otherwise it verifies the token itself.
 // A token in the verified-token cache is answered at once; for any other,
 // answerBy (when set) bounds the verification, which may wait on a key refetch.
-func (e *Engine) verify(ctx context.Context, raw string, a *attributes, answerBy time.Time) (*policy.Claims, error) {
+func (e *Engine) verify(ctx context.Context, raw string, a *attributes, answerBy time.Time) (*policy.Claims, cacheOutcome, error) {
 	if a.jwtAuthn != nil && len(a.jwtAuthn.GetFields()) > 0 {
 		if c, ok, err := e.Verifier.VerifyEnvoyPayload(raw, a.jwtAuthn.AsMap()); ok {
-			return c, err
+			return c, cacheNone, err
 		}
 	}
 	if cv, ok := e.Verifier.(cachedVerifier); ok {
 		if c, hit := cv.Cached(raw); hit {
-			return c, nil
+			return c, cacheHit, nil
 		}
 	}
 	if !answerBy.IsZero() {
@@ -170,7 +190,8 @@ func (e *Engine) verify(ctx context.Context, raw string, a *attributes, answerBy
 		ctx, cancel = context.WithDeadline(ctx, answerBy)
 		defer cancel()
 	}
-	return e.Verifier.Verify(ctx, raw)
+	c, err := e.Verifier.Verify(ctx, raw)
+	return c, cacheMiss, err
 }
 
 // cachedVerifier answers tokens it verified before without a context (and so

@@ -93,12 +93,13 @@ func (a *app) reload(ctx context.Context, data []byte) {
 		}
 	}
 	if err != nil {
-		a.metrics.Reloads.WithLabelValues("invalid").Inc()
+		a.metrics.ConfigRefused()
 		a.log.Error("config reload refused; still serving the last good config",
 			slog.String("config", a.path), slog.String("problems", err.Error()))
 		return
 	}
 	a.metrics.Reloads.WithLabelValues("ok").Inc()
+	a.metrics.ConfigApplied(cfg, time.Now())
 	a.log.Info("config reloaded", slog.String("config", a.path),
 		slog.Int("issuers", len(cfg.Issuers)), slog.Int("routes", len(cfg.Routes)))
 }

@@ -156,6 +156,9 @@ func newApp(path string, v *config.Overrides, stderr *os.File, addrHints map[str
 	a.verifier = verifier
 	a.srv = extauthz.NewServer(engine, extauthz.Options{Metrics: a.metrics, Logger: a.log})
 	a.metrics.RegisterTokenCache(a.reg, func() extauthz.CacheStatser { return a.currentVerifier() })
+	a.metrics.RegisterKeySets(a.reg, func() []token.IssuerStatus { return a.currentVerifier().Status() },
+		cfg.JWKSRefreshInterval, time.Now)
+	a.metrics.ConfigApplied(cfg, time.Now())
 	a.health = health.NewServer()
 	a.health.SetServingStatus("", healthpb.HealthCheckResponse_NOT_SERVING)
 	a.health.SetServingStatus(authv3.Authorization_ServiceDesc.ServiceName, healthpb.HealthCheckResponse_NOT_SERVING)
