@@ -34,9 +34,9 @@ func TestCheckLatencyByDecisionAndCache(t *testing.T) {
 	tok := h.user(t, "aal2", time.Minute)
 	h.check(t, req{method: "POST", path: "/api/payout-destination", headers: bearer(tok)}) // verified: miss
 	h.check(t, req{method: "POST", path: "/api/payout-destination", headers: bearer(tok)}) // cached: hit
-	h.check(t, req{method: "POST", path: "/api/payout-destination"})                      // no token: none
-	h.check(t, req{path: "/api/reports/q3", headers: bearer(h.user(t, "aal1", 0))})       // dry run, verified
-	h.check(t, req{path: "/public/x"})                                                    // mode off
+	h.check(t, req{method: "POST", path: "/api/payout-destination"})                       // no token: none
+	h.check(t, req{path: "/api/reports/q3", headers: bearer(h.user(t, "aal1", 0))})        // dry run, verified
+	h.check(t, req{path: "/public/x"})                                                     // mode off
 
 	for _, tc := range []struct {
 		decision, cache string
