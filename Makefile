@@ -6,7 +6,7 @@ VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo de
 PLATFORMS ?= linux/amd64,linux/arm64
 LDFLAGS   := -s -w -X main.version=$(VERSION)
 
-.PHONY: build test test-k8s vet image image-push render
+.PHONY: build test test-k8s vet lint image image-push render
 
 build: ## the static binary, as the image builds it
 	CGO_ENABLED=0 go build -trimpath -ldflags "$(LDFLAGS)" -o bin/stepup-authz ./cmd/stepup-authz
@@ -21,6 +21,11 @@ test-k8s: ## the manifest, overlay and image checks only
 vet:
 	go vet ./...
 	cd k8s/check && go vet ./...
+
+lint: ## staticcheck, the version pinned in tools/go.mod, in both modules (as .ci/run does)
+	cd tools && go build -o ../bin/ tool
+	bin/staticcheck ./...
+	cd k8s/check && ../../bin/staticcheck ./...
 
 image: ## docker build for this machine's platform
 	docker build --build-arg VERSION=$(VERSION) -t $(IMAGE):$(VERSION) .

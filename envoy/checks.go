@@ -242,7 +242,8 @@ func (c *checker) http2(name, refPath string) {
 			return // ALPN over TLS negotiates h2
 		}
 	}
-	if cl.GetHttp2ProtocolOptions() != nil { //nolint:staticcheck // deprecated, still honoured by Envoy
+	//lint:ignore SA1019 Envoy still honours the deprecated cluster-level http2_protocol_options, so a config using it speaks HTTP/2.
+	if cl.GetHttp2ProtocolOptions() != nil {
 		return
 	}
 	c.add(c.clusterPaths[name], "cluster %q serves the ext_authz gRPC service (%s) but does not speak HTTP/2: set typed_extension_protocol_options[%q].explicit_http_config.http2_protocol_options: {}", name, refPath, httpProtocolOptionsKey)

@@ -95,7 +95,8 @@ func (p *Proxy) buildAccessLog(path string, al *accesslogv3.AccessLog) (*accessL
 			}
 			format = src.GetInlineString()
 		default:
-			format = lf.GetTextFormat() //nolint:staticcheck // deprecated, still valid
+			//lint:ignore SA1019 text_format is deprecated for text_format_source but Envoy still accepts it, so configs may carry it.
+			format = lf.GetTextFormat()
 		}
 	}
 	l := &accessLogger{name: al.GetName(), parts: p.parseFormat(path, format)}

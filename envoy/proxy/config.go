@@ -182,7 +182,8 @@ func buildCluster(path string, c *clusterv3.Cluster) (*cluster, error) {
 	cl := &cluster{
 		name:           c.GetName(),
 		connectTimeout: durationOr(c.GetConnectTimeout(), 5*time.Second),
-		http2:          c.GetHttp2ProtocolOptions() != nil, //nolint:staticcheck // deprecated but honoured by Envoy
+		//lint:ignore SA1019 Envoy still honours the deprecated cluster-level http2_protocol_options, so the proxy must too.
+		http2: c.GetHttp2ProtocolOptions() != nil,
 	}
 	for _, k := range slices.Sorted(maps.Keys(c.GetTypedExtensionProtocolOptions())) {
 		kp := keyed(join(path, "typed_extension_protocol_options"), k)

@@ -281,8 +281,9 @@ func (x *extAuthzStream) onComplete(s *stream, resp *authv3.CheckResponse, took 
 	ok := resp.GetStatus().GetCode() == 0 // a missing status is code 0: allow
 
 	dm := resp.GetDynamicMetadata()
-	if ok && resp.GetOkResponse().GetDynamicMetadata() != nil { //nolint:staticcheck // deprecated, still overrides
-		dm = resp.GetOkResponse().GetDynamicMetadata() //nolint:staticcheck
+	//lint:ignore SA1019 Envoy still lets the deprecated ok_response.dynamic_metadata override the response's (ext_authz_grpc_impl.cc).
+	if okDM := resp.GetOkResponse().GetDynamicMetadata(); ok && okDM != nil {
+		dm = okDM
 	}
 	if f.ingestMetadata && len(dm.GetFields()) > 0 {
 		dm = proto.Clone(dm).(*structpb.Struct)
@@ -446,7 +447,8 @@ func (x *extAuthzStream) onOK(s *stream, ok *authv3.OkHttpResponse) *localReply 
 // to replace a client-sent header (CONTRACT.md, "Wire details").
 func applyMutation(h *headerMap, o *corev3.HeaderValueOption) {
 	k, v := strings.ToLower(o.GetHeader().GetKey()), o.GetHeader().GetValue()
-	if a := o.GetAppend(); a != nil { //nolint:staticcheck // deprecated, still honoured
+	//lint:ignore SA1019 Envoy's ext_authz still honours the deprecated append BoolValue before append_action (getAppendAction).
+	if a := o.GetAppend(); a != nil {
 		if a.GetValue() {
 			h.appendValue(k, v)
 		} else {

@@ -15,7 +15,8 @@ func compileRegex(path string, rm *matcherv3.RegexMatcher) (*regexp.Regexp, erro
 	if err := only(path, rm, "regex", "google_re2"); err != nil {
 		return nil, err
 	}
-	if rm.GetGoogleRe2().GetMaxProgramSize() != nil { //nolint:staticcheck // deprecated, still a behaviour change
+	//lint:ignore SA1019 google_re2.max_program_size is deprecated but still changes what Envoy accepts, so setting it is refused, not ignored.
+	if rm.GetGoogleRe2().GetMaxProgramSize() != nil {
 		return nil, unsupported(path+".google_re2.max_program_size", "")
 	}
 	re, err := regexp.Compile(`^(?:` + rm.GetRegex() + `)$`)
@@ -140,16 +141,23 @@ func newHeaderMatcher(path string, hm *routev3.HeaderMatcher) (*headerMatcher, e
 	}
 	m := &headerMatcher{name: strings.ToLower(hm.GetName()), invert: hm.GetInvertMatch(), missingAsEmpt: hm.GetTreatMissingHeaderAsEmpty()}
 	var sm matcherv3.StringMatcher
+	// exact/prefix/suffix/contains/safe_regex_match are deprecated for string_match but
+	// Envoy still accepts them; each maps onto the StringMatcher it stands for.
 	switch s := hm.GetHeaderMatchSpecifier().(type) {
 	case *routev3.HeaderMatcher_ExactMatch:
+		//lint:ignore SA1019 still accepted by Envoy (see above).
 		sm.MatchPattern = &matcherv3.StringMatcher_Exact{Exact: s.ExactMatch}
 	case *routev3.HeaderMatcher_PrefixMatch:
+		//lint:ignore SA1019 still accepted by Envoy (see above).
 		sm.MatchPattern = &matcherv3.StringMatcher_Prefix{Prefix: s.PrefixMatch}
 	case *routev3.HeaderMatcher_SuffixMatch:
+		//lint:ignore SA1019 still accepted by Envoy (see above).
 		sm.MatchPattern = &matcherv3.StringMatcher_Suffix{Suffix: s.SuffixMatch}
 	case *routev3.HeaderMatcher_ContainsMatch:
+		//lint:ignore SA1019 still accepted by Envoy (see above).
 		sm.MatchPattern = &matcherv3.StringMatcher_Contains{Contains: s.ContainsMatch}
 	case *routev3.HeaderMatcher_SafeRegexMatch:
+		//lint:ignore SA1019 still accepted by Envoy (see above).
 		sm.MatchPattern = &matcherv3.StringMatcher_SafeRegex{SafeRegex: s.SafeRegexMatch}
 	case *routev3.HeaderMatcher_StringMatch:
 		str, err := newStringMatcher(path+".string_match", s.StringMatch)

@@ -70,8 +70,9 @@ func (t *Tree) checkSecurityPolicy(r *Render, sp *typed[*egv1a1.SecurityPolicy],
 		t.add(r, sp.Object, "spec.extAuth.grpc", "missing: stepup-authz is a gRPC ext_authz server (context extensions are gRPC only)")
 	} else {
 		refs := ea.GRPC.BackendRefs
-		if ea.GRPC.BackendRef != nil {
-			refs = append(refs, egv1a1.BackendRef{BackendObjectReference: *ea.GRPC.BackendRef})
+		//lint:ignore SA1019 Envoy Gateway still honours the deprecated single backendRef, so a policy using it is checked too.
+		if ref := ea.GRPC.BackendRef; ref != nil {
+			refs = append(refs, egv1a1.BackendRef{BackendObjectReference: *ref})
 		}
 		if len(refs) == 0 {
 			t.add(r, sp.Object, "spec.extAuth.grpc.backendRefs", "empty")
