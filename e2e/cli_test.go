@@ -147,6 +147,9 @@ func TestVersion(t *testing.T) {
 	if code != 0 || !strings.HasPrefix(out, "stepup-authz ") {
 		t.Fatalf("version: exit %d, %q", code, out)
 	}
+	if code, flagOut, stderr := run(t, nil, "--version"); code != 0 || flagOut != out {
+		t.Fatalf("--version: exit %d, %q (stderr %q); want %q as from version", code, flagOut, stderr, out)
+	}
 }
 
 // Every config key can be set by environment; here the listen addresses in

@@ -41,7 +41,10 @@ func newRootCmd() *cobra.Command {
 			"401 step_up_required (RFC 9470) when a route needs a stronger or more recent sign-in.",
 		SilenceUsage:  true,
 		SilenceErrors: true,
+		// --version prints what `stepup-authz version` prints.
+		Version: versionString(),
 	}
+	root.SetVersionTemplate("stepup-authz {{.Version}}\n")
 	root.AddCommand(newServeCmd(), newValidateCmd(), newCheckCmd(), newDevCmd(), newVersionCmd(), newBenchCmd())
 	return root
 }
