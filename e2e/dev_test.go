@@ -3,6 +3,7 @@ package e2e
 import (
 	"io"
 	"net/http"
+	"os"
 	"os/exec"
 	"strings"
 	"syscall"
@@ -85,4 +86,73 @@ func TestDevTokenWithoutPlaygroundSaysSo(t *testing.T) {
 	if code != 1 || !strings.Contains(stderr, "stepup-authz dev") {
 		t.Fatalf("exit %d, stderr %q", code, stderr)
 	}
+}
+
+// The banner describes the bootstrap in use, not a fixed text: with max_age
+// 120 in the file it says 120, and it names the file.
+func TestDevBannerComesFromTheBootstrap(t *testing.T) {
+	src, err := os.ReadFile("../envoy/envoy.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	edited := strings.Replace(string(src), "max_age: 300 ", "max_age: 120 ", 1)
+	if edited == string(src) {
+		t.Fatal("envoy.yaml no longer has payout-destination's max_age: 300")
+	}
+	file := writeFile(t, "my-envoy.yaml", edited)
+	args := []string{"dev", "--envoy", file}
+	for _, flag := range []string{"proxy-addr", "idp-addr", "app-addr", "grpc-addr", "admin-addr"} {
+		args = append(args, "--"+flag, freeAddr(t))
+	}
+	out := startDev(t, args...)
+	for _, want := range []string{
+		"(Envoy bootstrap: " + file + ")",
+		"Routes (from " + file + ", first match wins):",
+		"prefix /api/payout-destination     aal2, authenticated within 120 s; machine tokens need payouts:write",
+		"DELETE  prefix /api/account                aal2, authenticated within 60 s",
+		"path /healthz                      no token (ext_authz disabled on this route)",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("banner lacks %q:\n%s", want, out)
+		}
+	}
+	if strings.Contains(out, "300 s") {
+		t.Errorf("banner still says 300 s:\n%s", out)
+	}
+}
+
+// startDev runs `stepup-authz dev` with args until the test ends and returns
+// its output up to the banner's last line.
+func startDev(t *testing.T, args ...string) string {
+	t.Helper()
+	cmd := exec.Command(binary, args...)
+	out := &syncBuffer{}
+	cmd.Stdout, cmd.Stderr = out, out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	t.Cleanup(func() {
+		_ = cmd.Process.Signal(syscall.SIGINT)
+		select {
+		case <-done:
+		case <-time.After(20 * time.Second):
+			_ = cmd.Process.Kill()
+			<-done
+		}
+		if t.Failed() {
+			t.Logf("dev output:\n%s", out.String())
+		}
+	})
+	waitFor(t, "the playground banner", func() bool {
+		select {
+		case err := <-done:
+			done <- err
+			t.Fatalf("dev exited: %v\n%s", err, out.String())
+		default:
+		}
+		return strings.Contains(out.String(), "Ctrl-C stops everything")
+	})
+	return out.String()
 }

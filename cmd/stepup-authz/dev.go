@@ -27,6 +27,7 @@ import (
 	"github.com/stepup-authz/stepup-authz/envoy/proxy"
 	"github.com/stepup-authz/stepup-authz/extauthz/config"
 	"github.com/stepup-authz/stepup-authz/internal/devidp"
+	"github.com/stepup-authz/stepup-authz/policy"
 )
 
 // devAudience is the audience the dev IdP mints for and the dev config expects.
@@ -35,6 +36,10 @@ const devAudience = "https://api.example.com"
 type devFlags struct {
 	proxyAddr, idpAddr, appAddr, grpcAddr, adminAddr string
 	envoyFile                                        string
+	// authzAddr, when set, is a stepup-authz that the user runs (serve); dev
+	// then starts no server of its own and points the proxy's stepup_authz
+	// cluster at it.
+	authzAddr string
 }
 
 func newDevCmd() *cobra.Command {
@@ -60,18 +65,26 @@ func newDevCmd() *cobra.Command {
 	fl.StringVar(&f.grpcAddr, "grpc-addr", "127.0.0.1:9191", "stepup-authz ext_authz gRPC (cluster stepup_authz)")
 	fl.StringVar(&f.adminAddr, "admin-addr", "127.0.0.1:9192", "stepup-authz admin HTTP")
 	fl.StringVar(&f.envoyFile, "envoy", "", "Envoy bootstrap to run the proxy on (default: the embedded envoy/envoy.yaml)")
+	fl.StringVar(&f.authzAddr, "authz-addr", "", "a stepup-authz you run yourself (serve): the proxy checks with it, and dev starts no server of its own")
 	cmd.AddCommand(newDevTokenCmd())
 	return cmd
 }
 
 func runDev(ctx context.Context, f *devFlags, out, errw io.Writer) error {
-	bootstrap := envoy.Bootstrap
+	bootstrap, bootstrapName := envoy.Bootstrap, "envoy/envoy.yaml, embedded"
 	if f.envoyFile != "" {
 		b, err := os.ReadFile(f.envoyFile)
 		if err != nil {
-			return &exitError{code: 1, err: err}
+			return &exitError{code: 1, err: fmt.Errorf("--envoy: %w", err)}
 		}
-		bootstrap = b
+		bootstrap, bootstrapName = b, f.envoyFile
+	}
+	authzAddr := f.grpcAddr
+	if f.authzAddr != "" {
+		if _, _, err := net.SplitHostPort(f.authzAddr); err != nil {
+			return &exitError{code: 1, err: fmt.Errorf("--authz-addr %q: want host:port, e.g. 127.0.0.1:9291: %v", f.authzAddr, err)}
+		}
+		authzAddr = f.authzAddr
 	}
 	log := slog.New(slog.NewTextHandler(errw, &slog.HandlerOptions{Level: slog.LevelInfo}))
 	ctx, cancel := context.WithCancel(ctx)
@@ -86,7 +99,7 @@ func runDev(ctx context.Context, f *devFlags, out, errw io.Writer) error {
 	idp.Issuer = "http://" + f.idpAddr
 	idpLis, err := net.Listen("tcp", f.idpAddr)
 	if err != nil {
-		return &exitError{code: 1, err: fmt.Errorf("--idp-addr: %w", err)}
+		return &exitError{code: 1, err: devListenError("--idp-addr", f.idpAddr, err)}
 	}
 	// The demo page (served through the proxy) mints its tokens here from the browser.
 	go serveHTTP(ctx, idpLis, devidp.WithCORS(idp.Handler(), devPageOrigins(f.proxyAddr)), errc)
@@ -94,7 +107,7 @@ func runDev(ctx context.Context, f *devFlags, out, errw io.Writer) error {
 	// 2. The demo upstream app.
 	appLis, err := net.Listen("tcp", f.appAddr)
 	if err != nil {
-		return &exitError{code: 1, err: fmt.Errorf("--app-addr: %w", err)}
+		return &exitError{code: 1, err: devListenError("--app-addr", f.appAddr, err)}
 	}
 	go serveHTTP(ctx, appLis, demoApp(idp.Issuer), errc)
 
@@ -102,39 +115,49 @@ func runDev(ctx context.Context, f *devFlags, out, errw io.Writer) error {
 	// before anything is announced.
 	px, err := proxy.New(bootstrap, proxy.Options{
 		ListenerAddr: f.proxyAddr,
-		ClusterAddrs: map[string]string{"stepup_authz": f.grpcAddr, "app": f.appAddr, "idp_jwks": f.idpAddr},
+		ClusterAddrs: map[string]string{"stepup_authz": authzAddr, "app": f.appAddr, "idp_jwks": f.idpAddr},
 		Logger:       log.With(slog.String("component", "proxy")),
 	})
 	if err != nil {
-		return &exitError{code: 1, err: fmt.Errorf("front proxy: %w", err)}
+		return &exitError{code: 1, err: fmt.Errorf("front proxy (%s): %w", bootstrapName, err)}
 	}
 	proxyLis, err := net.Listen("tcp", f.proxyAddr)
 	if err != nil {
-		return &exitError{code: 1, err: fmt.Errorf("--proxy-addr: %w", err)}
+		return &exitError{code: 1, err: devListenError("--proxy-addr", f.proxyAddr, err)}
 	}
 	go func() { errc <- px.Serve(ctx, proxyLis) }()
+	banner := devBanner{f: f, issuer: idp.Issuer, bootstrap: bootstrapName, routes: px.Routes(), authzAddr: authzAddr}
 
-	// 4. stepup-authz itself, through the same wiring as serve.
-	dir, err := os.MkdirTemp("", "stepup-dev-")
-	if err != nil {
-		return err
+	// 4. stepup-authz itself, through the same wiring as serve, unless the
+	// user runs their own.
+	var ready <-chan struct{}
+	if f.authzAddr == "" {
+		dir, err := os.MkdirTemp("", "stepup-dev-")
+		if err != nil {
+			return err
+		}
+		defer os.RemoveAll(dir)
+		cfgPath := filepath.Join(dir, "config.yaml")
+		if err := os.WriteFile(cfgPath, []byte(devConfig(f, idp.Issuer)), 0o600); err != nil {
+			return err
+		}
+		a, err := newApp(cfgPath, config.NewViper(), errFile(errw), map[string]string{"listen.grpc": "--grpc-addr", "listen.admin": "--admin-addr"})
+		if err != nil {
+			return err
+		}
+		defer a.rt.KeySets.Close()
+		go func() { errc <- a.run(ctx) }()
+		ready = a.ready
+	} else {
+		closed := make(chan struct{})
+		close(closed)
+		ready = closed
 	}
-	defer os.RemoveAll(dir)
-	cfgPath := filepath.Join(dir, "config.yaml")
-	if err := os.WriteFile(cfgPath, []byte(devConfig(f, idp.Issuer)), 0o600); err != nil {
-		return err
-	}
-	a, err := newApp(cfgPath, config.NewViper(), errFile(errw), map[string]string{"listen.grpc": "--grpc-addr", "listen.admin": "--admin-addr"})
-	if err != nil {
-		return err
-	}
-	defer a.rt.KeySets.Close()
-	go func() { errc <- a.run(ctx) }()
 
 	// Announce once the server holds the IdP's keys, so the first curl works.
 	select {
-	case <-a.ready:
-		printDevBanner(out, f, idp.Issuer)
+	case <-ready:
+		banner.print(out)
 	case <-ctx.Done():
 	case err := <-errc:
 		return &exitError{code: 1, err: err}
@@ -150,6 +173,14 @@ func runDev(ctx context.Context, f *devFlags, out, errw io.Writer) error {
 		}
 		return &exitError{code: 1, err: err}
 	}
+}
+
+// devListenError says which of dev's addresses is taken and how to move it.
+func devListenError(flag, addr string, err error) error {
+	if errors.Is(err, syscall.EADDRINUSE) {
+		return fmt.Errorf("%s %s: the address is already in use (is another stepup-authz dev running?); stop it, or choose another address with %s", flag, addr, flag)
+	}
+	return fmt.Errorf("%s %s: %v", flag, addr, err)
 }
 
 func errFile(w io.Writer) *os.File {
@@ -247,40 +278,184 @@ func demoApp(idpURL string) http.Handler {
 	return mux
 }
 
-func printDevBanner(w io.Writer, f *devFlags, issuer string) {
+// devBanner is what dev prints once everything is up. Its route table and
+// its walk-through come from the bootstrap the proxy runs, so they say what
+// that file says.
+type devBanner struct {
+	f         *devFlags
+	issuer    string
+	bootstrap string // the file's name, for humans
+	routes    []proxy.Route
+	authzAddr string
+}
+
+func (b *devBanner) print(w io.Writer) {
+	f := b.f
 	tokenCmd := "go run ./cmd/stepup-authz dev token"
-	if issuer != "http://127.0.0.1:8080" {
-		tokenCmd += " --idp " + issuer
+	if b.issuer != "http://127.0.0.1:8080" {
+		tokenCmd += " --idp " + b.issuer
 	}
-	fmt.Fprintf(w, `
-stepup-authz playground
-  front proxy (envoy.yaml)  http://%[1]s
-  demo page                 http://%[1]s/   (Change bank account: Save -> confirm it's you -> Saved.)
-  dev identity provider     %[2]s   (discovery, /jwks.json, POST /token)
-  demo app (upstream)       http://%[3]s
-  stepup-authz gRPC         %[4]s   admin http://%[5]s/readyz  /metrics
+	fmt.Fprintf(w, "\nstepup-authz playground\n")
+	fmt.Fprintf(w, "  front proxy               http://%s   (Envoy bootstrap: %s)\n", f.proxyAddr, b.bootstrap)
+	if f.authzAddr == "" {
+		fmt.Fprintf(w, "  demo page                 http://%s/   (Change bank account: Save -> confirm it's you -> Saved.)\n", f.proxyAddr)
+	} else {
+		fmt.Fprintf(w, "  demo page                 http://%s/   (only if your server lets GET / and /devui/ through without a token)\n", f.proxyAddr)
+	}
+	fmt.Fprintf(w, "  dev identity provider     %s   (discovery, /jwks.json, POST /token)\n", b.issuer)
+	fmt.Fprintf(w, "  demo app (upstream)       http://%s\n", f.appAddr)
+	if f.authzAddr == "" {
+		fmt.Fprintf(w, "  stepup-authz gRPC         %s   admin http://%s/readyz  /metrics\n", f.grpcAddr, f.adminAddr)
+	} else {
+		fmt.Fprintf(w, "  stepup-authz gRPC         %s   (yours, from --authz-addr: dev started no server; it must trust\n", b.authzAddr)
+		fmt.Fprintf(w, "                            issuer %s with audience %s, as examples/config.yaml does)\n", b.issuer, devAudience)
+	}
 
-Routes (policy in envoy.yaml route metadata):
-  POST   /api/payout-destination      aal2, authenticated within 300 s
-  DELETE /api/account                 aal2, authenticated within 60 s
-  *      /api/marketing-preferences   any valid token
-  GET    /healthz                     no token
+	fmt.Fprintf(w, "\nRoutes (from %s, first match wins):\n", b.bootstrap)
+	vhosts := map[string]bool{}
+	for _, r := range b.routes {
+		vhosts[r.VirtualHost] = true
+	}
+	rows := make([][3]string, 0, len(b.routes))
+	for _, r := range b.routes {
+		methods := "*"
+		if len(r.Methods) > 0 {
+			methods = strings.Join(r.Methods, ",")
+		}
+		match := r.Match
+		if r.MoreConditions {
+			match += " (+ header conditions)"
+		}
+		if len(vhosts) > 1 {
+			match = r.VirtualHost + ": " + match
+		}
+		rows = append(rows, [3]string{methods, match, routeSummary(r)})
+	}
+	wm, wp := 0, 0
+	for _, row := range rows {
+		wm, wp = max(wm, len(row[0])), max(wp, len(row[1]))
+	}
+	for _, row := range rows {
+		fmt.Fprintf(w, "  %-*s  %-*s  %s\n", wm, row[0], wp, row[1], row[2])
+	}
+	if f.authzAddr == "" {
+		fmt.Fprintf(w, "  (dev's own server config lets GET / and /devui/, the demo page, through without a token)\n")
+	} else {
+		fmt.Fprintf(w, "  (your server's policy.routes and policy.default fill in whatever a route leaves unset)\n")
+	}
 
-Try it (in another terminal):
-  # 1. a password-only session (aal1): denied with step_up_required
-  TOKEN=$(%[6]s --acr aal1)
-  curl -i -X POST -H "Authorization: Bearer $TOKEN" http://%[1]s/api/payout-destination
+	fmt.Fprintf(w, "\nTry it (in another terminal):\n")
+	if ex, ok := stepUpExample(b.routes); ok {
+		fmt.Fprintf(w, "  # 1. %s: denied with step_up_required\n", ex.weakWhat)
+		fmt.Fprintf(w, "  TOKEN=$(%s %s)\n", tokenCmd, ex.weakArgs)
+		fmt.Fprintf(w, "  curl -i -X %s -H \"Authorization: Bearer $TOKEN\" http://%s%s\n\n", ex.method, f.proxyAddr, ex.path)
+		fmt.Fprintf(w, "  # 2. \"step up\": the IdP issues a fresh %s token\n", ex.strongLevel)
+		fmt.Fprintf(w, "  TOKEN=$(%s --acr %s)\n\n", tokenCmd, ex.strongLevel)
+		fmt.Fprintf(w, "  # 3. retry: allowed; the app echoes the x-stepup-* headers it received\n")
+		fmt.Fprintf(w, "  curl -i -X %s -H \"Authorization: Bearer $TOKEN\" http://%s%s\n\n", ex.method, f.proxyAddr, ex.path)
+	} else {
+		fmt.Fprintf(w, "  # no route in %s asks for step-up (required_acr or max_age); any valid token:\n", b.bootstrap)
+		fmt.Fprintf(w, "  TOKEN=$(%s --acr aal1)\n", tokenCmd)
+		fmt.Fprintf(w, "  curl -i -H \"Authorization: Bearer $TOKEN\" http://%s/\n\n", f.proxyAddr)
+	}
+	fmt.Fprintf(w, "  Without Go: curl -s -d acr=aal2 %s/token\n\nCtrl-C stops everything.\n", b.issuer)
+}
 
-  # 2. "step up": the IdP issues a fresh aal2 token
-  TOKEN=$(%[6]s --acr aal2)
+// routeSummary says in a few words what a route asks of a request, from the
+// policy its metadata (the stepup namespace) and context extensions carry.
+func routeSummary(r proxy.Route) string {
+	if r.AuthzDisabled {
+		return "no token (ext_authz disabled on this route)"
+	}
+	var layers []policy.Sourced
+	if m, ok := r.RouteMetadata[config.DefaultMetadataNamespace]; ok {
+		l, err := policy.ParseMetadata(m, policy.DefaultLevels)
+		if err != nil {
+			return "policy_error (500): " + err.Error()
+		}
+		layers = append(layers, policy.Sourced{Source: policy.SourceRouteMetadata, Layer: l})
+	}
+	if len(r.ContextExtensions) > 0 {
+		l, err := policy.ParseContextExtensions(r.ContextExtensions, policy.DefaultLevels)
+		if err != nil {
+			return "policy_error (500): " + err.Error()
+		}
+		layers = append(layers, policy.Sourced{Source: policy.SourceContextExtensions, Layer: l})
+	}
+	p := policy.Merge(layers...)
+	if p.EffectiveMode() == policy.ModeOff {
+		return "no token (mode off)"
+	}
+	var parts []string
+	if p.RequiredACR != "" {
+		parts = append(parts, p.RequiredACR)
+	}
+	if p.HasMaxAge {
+		parts = append(parts, fmt.Sprintf("authenticated within %d s", int64(p.MaxAge.Seconds())))
+	}
+	if len(parts) == 0 {
+		parts = append(parts, "any valid token")
+	}
+	s := strings.Join(parts, ", ")
+	if len(p.MachineScopes) > 0 {
+		s += "; machine tokens need " + strings.Join(p.MachineScopes, " ")
+	}
+	if p.EffectiveMode() == policy.ModeDryRun {
+		s += " (dry_run: reported, never denied)"
+	}
+	return s
+}
 
-  # 3. retry: allowed; the app echoes the x-stepup-* headers it received
-  curl -i -X POST -H "Authorization: Bearer $TOKEN" http://%[1]s/api/payout-destination
+// devExample is the walk-through the banner prints: a request to a route
+// that asks for step-up, first with a token that falls short, then with one
+// that meets it.
+type devExample struct {
+	method, path       string
+	weakWhat, weakArgs string
+	strongLevel        string
+}
 
-  Without Go: curl -s -d acr=aal2 %[2]s/token
-
-Ctrl-C stops everything.
-`, f.proxyAddr, issuer, f.appAddr, f.grpcAddr, f.adminAddr, tokenCmd)
+// stepUpExample picks the first route that asks for step-up and has a path
+// that can be written down (not a regex).
+func stepUpExample(routes []proxy.Route) (devExample, bool) {
+	for _, r := range routes {
+		if r.AuthzDisabled || r.MoreConditions {
+			continue
+		}
+		kind, path, _ := strings.Cut(r.Match, " ")
+		if kind == "safe_regex" || path == "" {
+			continue
+		}
+		s := routeSummary(r)
+		if !strings.HasPrefix(s, "aal") && !strings.HasPrefix(s, "authenticated") {
+			continue
+		}
+		var layers []policy.Sourced
+		if m, ok := r.RouteMetadata[config.DefaultMetadataNamespace]; ok {
+			l, _ := policy.ParseMetadata(m, policy.DefaultLevels)
+			layers = append(layers, policy.Sourced{Layer: l})
+		}
+		l, _ := policy.ParseContextExtensions(r.ContextExtensions, policy.DefaultLevels)
+		p := policy.Merge(append(layers, policy.Sourced{Layer: l})...)
+		ex := devExample{method: "POST", path: path, strongLevel: "aal1"}
+		if len(r.Methods) > 0 {
+			ex.method = r.Methods[0]
+		}
+		switch rank := policy.DefaultLevels.Rank(p.RequiredACR); {
+		case p.RequiredACR == "":
+			age := p.MaxAge + time.Minute
+			ex.weakWhat, ex.weakArgs = "a sign-in older than max_age", "--acr aal1 --age "+age.String()
+		case rank > 0:
+			lower := policy.DefaultLevels[rank-1]
+			ex.strongLevel = p.RequiredACR
+			ex.weakWhat, ex.weakArgs = "a weaker sign-in ("+lower+")", "--acr "+lower
+		default:
+			ex.strongLevel = p.RequiredACR
+			ex.weakWhat, ex.weakArgs = "a token without acr", "--acr ''"
+		}
+		return ex, true
+	}
+	return devExample{}, false
 }
 
 func newDevTokenCmd() *cobra.Command {
