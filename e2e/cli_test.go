@@ -177,6 +177,41 @@ func TestServeRefusesAnInvalidConfig(t *testing.T) {
 	}
 }
 
+// listen.codec: proto is the way back to grpc-go's standard codec; the server
+// answers over it as over the default one, and says which it speaks.
+func TestServeOverTheStandardCodec(t *testing.T) {
+	idp := startIdP(t)
+	s := startServer(t, idp, `
+listen: { grpc: "{{GRPC}}", admin: "{{ADMIN}}" }
+issuers:
+  - issuer: "{{ISSUER}}"
+    jwks_uri: "{{ISSUER}}/jwks.json"
+    audiences: ["https://api.example.com"]
+`, "STEPUP_LISTEN_CODEC=proto")
+	if resp := s.check(t, "GET", "/", userToken(t, idp, "aal1", 0)); resp.GetStatus().GetCode() != 0 || header(resp, "x-stepup-acr") != "aal1" {
+		t.Fatalf("allow over the standard codec: %s", describe(resp))
+	}
+	if resp := s.check(t, "GET", "/", ""); resp.GetDeniedResponse().GetStatus().GetCode() != 401 {
+		t.Fatalf("no token over the standard codec: %s", describe(resp))
+	}
+	if !strings.Contains(s.stderr.String(), "codec=proto") {
+		t.Fatalf("the start line does not say codec=proto:\n%s", s.stderr.String())
+	}
+	s.stop(t)
+}
+
+func TestServeRefusesAnUnknownCodec(t *testing.T) {
+	cfg := writeFile(t, "config.yaml", `
+issuers:
+  - issuer: "https://idp.example.com"
+    audiences: ["https://api.example.com"]
+`)
+	code, _, stderr := run(t, nil, "serve", "--config", cfg, "--codec", "protobuf")
+	if code != 1 || !strings.Contains(stderr, `listen.codec: "protobuf" is not one of fast, proto`) {
+		t.Fatalf("exit %d, stderr:\n%s\nwant 1 naming listen.codec and its choices", code, stderr)
+	}
+}
+
 func TestValidateEnvoyBootstraps(t *testing.T) {
 	cfg := writeFile(t, "config.yaml", `
 issuers:

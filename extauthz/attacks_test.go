@@ -130,7 +130,7 @@ func newAttackHarnessWith(t *testing.T, ko token.KeySetOptions) *attackHarness {
 	if err != nil {
 		t.Fatal(err)
 	}
-	gs := grpc.NewServer()
+	gs := grpc.NewServer(serverCodec(t))
 	logger := slog.New(slog.NewJSONHandler(h.logs, nil))
 	authv3.RegisterAuthorizationServer(gs, extauthz.NewServer(engine, extauthz.Options{Logger: logger}))
 	go func() { _ = gs.Serve(lis) }()

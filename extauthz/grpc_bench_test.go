@@ -12,7 +12,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/protobuf/proto"
 
-	"github.com/stepup-authz/stepup-authz/extauthz"
+	"github.com/stepup-authz/stepup-authz/extauthz/wire"
 	"github.com/stepup-authz/stepup-authz/internal/bench"
 )
 
@@ -46,7 +46,7 @@ func BenchmarkCheckGRPC(b *testing.B) {
 		{"server=floor", true, nil},
 		{"server=stepup-authz/options=grpc-defaults", false, nil},
 		// As serve wires it: its codec and stream workers.
-		{"server=stepup-authz/options=serve", false, []grpc.ServerOption{grpc.ForceServerCodecV2(extauthz.Codec{}), grpc.NumStreamWorkers(64)}},
+		{"server=stepup-authz/options=serve", false, []grpc.ServerOption{grpc.ForceServerCodecV2(wire.Codec{}), grpc.NumStreamWorkers(64)}},
 	} {
 		b.Run(tc.name, func(b *testing.B) {
 			var srv authv3.AuthorizationServer = okServer{}

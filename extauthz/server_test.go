@@ -100,7 +100,7 @@ func newHarnessWith(t *testing.T, opts extauthz.Options) *harness {
 	if err != nil {
 		t.Fatal(err)
 	}
-	gs := grpc.NewServer()
+	gs := grpc.NewServer(serverCodec(t))
 	authv3.RegisterAuthorizationServer(gs, extauthz.NewServer(engine, opts))
 	go func() { _ = gs.Serve(lis) }()
 	t.Cleanup(gs.Stop)

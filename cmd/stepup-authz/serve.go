@@ -32,6 +32,7 @@ import (
 	"github.com/stepup-authz/stepup-authz/extauthz"
 	"github.com/stepup-authz/stepup-authz/extauthz/config"
 	"github.com/stepup-authz/stepup-authz/extauthz/token"
+	"github.com/stepup-authz/stepup-authz/extauthz/wire"
 )
 
 // shutdownGrace bounds how long in-flight Checks may take to drain.
@@ -59,6 +60,7 @@ func newServeCmd() *cobra.Command {
 	f.String("metadata-namespace", "", "route metadata namespace (metadata_namespace)")
 	f.String("clock-skew", "", "leeway for exp, nbf, iat and auth_time (clock_skew)")
 	f.String("listen-reflection", "", "true: gRPC server reflection, for grpcurl (listen.reflection)")
+	f.String("codec", "", "gRPC protobuf codec: fast (default) or proto, grpc-go's standard codec (listen.codec)")
 	for flag, key := range serveFlags {
 		_ = v.BindPFlag(key, f.Lookup(flag))
 	}
@@ -69,7 +71,7 @@ func newServeCmd() *cobra.Command {
 // serveFlags maps serve's flags to the config keys they override.
 var serveFlags = map[string]string{
 	"listen-grpc": "listen.grpc", "listen-admin": "listen.admin", "listen-reflection": "listen.reflection",
-	"log-level": "log.level", "log-format": "log.format",
+	"codec": "listen.codec", "log-level": "log.level", "log-format": "log.format",
 	"metadata-namespace": "metadata_namespace", "clock-skew": "clock_skew",
 }
 
@@ -196,7 +198,12 @@ func serve(ctx context.Context, path string, v *config.Overrides, stderr any) er
 // accepting, report NOT_SERVING, drain in-flight Checks, exit.
 func (a *app) run(ctx context.Context) error {
 	grpcLis, adminLis := a.grpcLis, a.adminLis
-	opts := grpcServerOptions()
+	opts, err := grpcServerOptions(a.cfg.Listen.Codec)
+	if err != nil {
+		grpcLis.Close()
+		adminLis.Close()
+		return &exitError{code: 1, err: fmt.Errorf("listen.codec: %w", err)}
+	}
 	if t := a.cfg.Listen.TLS; t != nil {
 		creds, err := serverTLS(t)
 		if err != nil {
@@ -218,7 +225,8 @@ func (a *app) run(ctx context.Context) error {
 
 	a.log.Info("stepup-authz serving", slog.String("version", versionString()),
 		slog.String("grpc", grpcLis.Addr().String()), slog.String("admin", adminLis.Addr().String()),
-		slog.Bool("tls", a.cfg.Listen.TLS != nil), slog.Bool("reflection", a.cfg.Listen.Reflection), slog.String("config", a.path))
+		slog.Bool("tls", a.cfg.Listen.TLS != nil), slog.Bool("reflection", a.cfg.Listen.Reflection), slog.String("codec", a.cfg.Listen.Codec),
+		slog.String("config", a.path))
 
 	errc := make(chan error, 2)
 	go func() { errc <- gs.Serve(grpcLis) }()
@@ -287,10 +295,17 @@ const (
 	handshakeTimeout = 10 * time.Second
 )
 
-func grpcServerOptions() []grpc.ServerOption {
+// grpcServerOptions are the gRPC server's options, speaking protobuf with the
+// codec called codec (wire.Names).
+func grpcServerOptions(codec string) ([]grpc.ServerOption, error) {
+	// wire.Fast decodes the protobuf wire format faster (BENCHMARKS.md);
+	// wire.Proto is grpc-go's standard codec.
+	codecOpt, err := wire.ServerOption(codec)
+	if err != nil {
+		return nil, err
+	}
 	return []grpc.ServerOption{
-		// The protobuf wire format, decoded faster (BENCHMARKS.md).
-		grpc.ForceServerCodecV2(extauthz.Codec{}),
+		codecOpt,
 		// Checks run on long-lived workers rather than a new goroutine each, which
 		// would grow its stack on every Check (BENCHMARKS.md); beyond them, grpc
 		// starts goroutines as usual.
@@ -305,7 +320,7 @@ func grpcServerOptions() []grpc.ServerOption {
 			MaxConnectionAgeGrace: maxConnectionAgeGrace,
 		}),
 		grpc.ConnectionTimeout(handshakeTimeout),
-	}
+	}, nil
 }
 
 // streamWorkers is enough workers for the Checks one replica has in flight.

@@ -94,6 +94,9 @@ type Listen struct {
 	// that grpcurl and similar tools can call the server without .proto files.
 	// Off by default: only Envoy needs to reach the gRPC port.
 	Reflection bool
+	// Codec names the gRPC server's protobuf codec (wire.Names): wire.Fast,
+	// the default, or wire.Proto, grpc-go's standard codec.
+	Codec string
 	// TLS, when set, serves gRPC over TLS (mutual TLS with ClientCAFile).
 	TLS *TLS
 }
@@ -160,6 +163,7 @@ var Keys = []string{
 	"listen.grpc",
 	"listen.admin",
 	"listen.reflection",
+	"listen.codec",
 	"listen.tls.cert_file",
 	"listen.tls.key_file",
 	"listen.tls.client_ca_file",

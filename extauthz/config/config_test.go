@@ -53,7 +53,7 @@ func problemsOf(t *testing.T, err error) Problems {
 func TestDefaults(t *testing.T) {
 	cfg := mustLoad(t, writeConfig(t, minimal))
 	want := &Config{
-		Listen: Listen{GRPC: ":9191", Admin: ":9192"},
+		Listen: Listen{GRPC: ":9191", Admin: ":9192", Codec: "fast"},
 		Issuers: []Issuer{{
 			Issuer:     "https://idp.example.com",
 			Audiences:  []string{"https://api.example.com"},
@@ -521,5 +521,28 @@ func TestDistance(t *testing.T) {
 		if got := distance(c.a, c.b); got != c.want {
 			t.Errorf("distance(%q, %q) = %d, want %d", c.a, c.b, got, c.want)
 		}
+	}
+}
+
+func TestListenCodec(t *testing.T) {
+	for _, tc := range []struct {
+		name, file, env, want string
+	}{
+		{"the default is the fast codec", minimal, "", "fast"},
+		{"the file selects grpc-go's standard codec", minimal + "listen: { codec: proto }\n", "", "proto"},
+		{"the environment overrides the file", minimal + "listen: { codec: fast }\n", "proto", "proto"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if tc.env != "" {
+				t.Setenv(EnvVar("listen.codec"), tc.env)
+			}
+			cfg, err := Load(writeConfig(t, tc.file), NewViper())
+			if err != nil {
+				t.Fatal(err)
+			}
+			if cfg.Listen.Codec != tc.want {
+				t.Errorf("listen.codec = %q, want %q", cfg.Listen.Codec, tc.want)
+			}
+		})
 	}
 }

@@ -15,6 +15,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/stepup-authz/stepup-authz/extauthz/wire"
 	"github.com/stepup-authz/stepup-authz/policy"
 )
 
@@ -25,7 +26,7 @@ var (
 		"machine_tokens", "jwks_refresh_interval", "token_cache_size", "log", "policy",
 		"tracing",
 	}
-	listenKeys = []string{"grpc", "admin", "reflection", "tls"}
+	listenKeys = []string{"grpc", "admin", "reflection", "codec", "tls"}
 	tlsKeys    = []string{"cert_file", "key_file", "client_ca_file"}
 	issuerKeys = []string{
 		"issuer", "jwks_uri", "audiences", "algorithms", "acr_aliases", "amr_levels",
@@ -165,7 +166,7 @@ func (b *builder) checkLevel(path, what, lv string) {
 }
 
 func (b *builder) listen(v any) Listen {
-	l := Listen{GRPC: DefaultGRPCAddr, Admin: DefaultAdminAddr}
+	l := Listen{GRPC: DefaultGRPCAddr, Admin: DefaultAdminAddr, Codec: wire.Default}
 	if v == nil {
 		return l
 	}
@@ -178,6 +179,15 @@ func (b *builder) listen(v any) Listen {
 	}
 	if x := m["admin"]; x != nil {
 		l.Admin = b.addr("listen.admin", x, DefaultAdminAddr)
+	}
+	if x := m["codec"]; x != nil {
+		if s, ok := b.str("listen.codec", x); ok {
+			if slices.Contains(wire.Names, s) {
+				l.Codec = s
+			} else {
+				b.add("listen.codec", "%q is not one of %s (%s is grpc-go's standard codec)", s, strings.Join(wire.Names, ", "), wire.Proto)
+			}
+		}
 	}
 	if l.GRPC == l.Admin && !strings.HasSuffix(l.GRPC, ":0") {
 		b.add("listen.admin", "%q is also listen.grpc; the two servers need different addresses", l.Admin)

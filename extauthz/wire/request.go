@@ -1,159 +1,99 @@
-package extauthz
+package wire
 
 import (
-	"errors"
-	"fmt"
 	"math"
 	"unicode/utf8"
 	"unsafe"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
-	"google.golang.org/grpc/mem"
 	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
-	"google.golang.org/protobuf/protoadapt"
 	"google.golang.org/protobuf/types/known/structpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
 )
 
-// Codec is the gRPC codec of the ext_authz server (grpc.ForceServerCodecV2).
-// It speaks the same protobuf wire format as grpc-go's default codec, faster on
-// the one message that matters:
-//
-//   - CheckRequest is decoded by a hand-written decoder for the fields Envoy
-//     sends (attributes: source and destination peers, request time and HTTP
-//     request with headers or header_map, context extensions, metadata and
-//     route metadata, TLS session). The message is copied once out of grpc's
-//     pooled buffers and every string of the decoded request points into that
-//     copy, which is never written again nor reused: one allocation instead of
-//     one per string. Anything else — an unknown field, a field with an
-//     unexpected wire type, a typed metadata Any, invalid UTF-8, deep nesting,
-//     malformed input — is handed to proto.Unmarshal, so the result (or the
-//     error) is always exactly what the default codec gives. FuzzCodecRequest
-//     holds the two decoders to that.
-//   - CheckResponse is encoded by a hand-written encoder of every field of
-//     the messages it is made of (codec_response.go), the way vtprotobuf's
-//     generated code does it: one size pass, then one pass writing back to
-//     front into a buffer of exactly that size. A response holding anything
-//     it does not write goes to proto.Marshal.
-//   - Other messages with vtprotobuf marshalers (go-control-plane generates
-//     them behind the `vtprotobuf` build tag) are marshalled with them when
-//     the binary is built with that tag; every other message goes through
-//     proto.Marshal, as with the default codec.
-//
-// The codec never keeps or reuses a message: a response may be shared by
-// many concurrent marshals (the pre-built denials), which only read it.
-type Codec struct{}
+// The CheckRequest decoder: the fields Envoy's ext_authz filter fills, by
+// hand. Every field number it reads is named below after its proto field
+// (envoy/service/auth/v3/external_auth.proto and attribute_context.proto,
+// envoy/config/core/v3/address.proto, base.proto, google/protobuf/struct.proto
+// and timestamp.proto); TestFieldNumbers holds each name to the descriptor.
+const (
+	checkRequestAttributes protowire.Number = 1 // CheckRequest.attributes
 
-// Name is "proto": the codec replaces the default one for application/grpc.
-func (Codec) Name() string { return "proto" }
+	attrsSource               protowire.Number = 1  // AttributeContext.source
+	attrsDestination          protowire.Number = 2  // AttributeContext.destination
+	attrsRequest              protowire.Number = 4  // AttributeContext.request
+	attrsContextExtensions    protowire.Number = 10 // AttributeContext.context_extensions
+	attrsMetadataContext      protowire.Number = 11 // AttributeContext.metadata_context
+	attrsTLSSession           protowire.Number = 12 // AttributeContext.tls_session
+	attrsRouteMetadataContext protowire.Number = 13 // AttributeContext.route_metadata_context
 
-// vtMarshaler is what go-control-plane's vtprotobuf code adds to its messages.
-type vtMarshaler interface {
-	SizeVT() int
-	MarshalToSizedBufferVTStrict([]byte) (int, error)
-}
+	peerAddress     protowire.Number = 1 // AttributeContext.Peer.address
+	peerService     protowire.Number = 2 // AttributeContext.Peer.service
+	peerLabels      protowire.Number = 3 // AttributeContext.Peer.labels
+	peerPrincipal   protowire.Number = 4 // AttributeContext.Peer.principal
+	peerCertificate protowire.Number = 5 // AttributeContext.Peer.certificate
 
-// Marshal serializes v.
-func (Codec) Marshal(v any) (mem.BufferSlice, error) {
-	if resp, ok := v.(*authv3.CheckResponse); ok {
-		if size, ok := sizeCheckResponse(resp); ok {
-			return marshalSized(size, func(b []byte) bool {
-				w := backWriter{b: b, i: len(b)}
-				putCheckResponse(&w, resp)
-				return w.i == 0
-			})
-		}
-	}
-	if vt, ok := v.(vtMarshaler); ok {
-		size := vt.SizeVT()
-		if mem.IsBelowBufferPoolingThreshold(size) {
-			buf := make([]byte, size)
-			if _, err := vt.MarshalToSizedBufferVTStrict(buf); err != nil {
-				return nil, err
-			}
-			return mem.BufferSlice{mem.SliceBuffer(buf)}, nil
-		}
-		pool := mem.DefaultBufferPool()
-		buf := pool.Get(size)
-		if _, err := vt.MarshalToSizedBufferVTStrict((*buf)[:size]); err != nil {
-			pool.Put(buf)
-			return nil, err
-		}
-		return mem.BufferSlice{mem.NewBuffer(buf, pool)}, nil
-	}
-	m := messageOf(v)
-	if m == nil {
-		return nil, fmt.Errorf("codec: cannot marshal %T, not a proto message", v)
-	}
-	// As grpc-go's codec: size once, then marshal with the cached size.
-	size := proto.Size(m)
-	opts := proto.MarshalOptions{UseCachedSize: true}
-	if mem.IsBelowBufferPoolingThreshold(size) {
-		buf, err := opts.Marshal(m)
-		if err != nil {
-			return nil, err
-		}
-		return mem.BufferSlice{mem.SliceBuffer(buf)}, nil
-	}
-	pool := mem.DefaultBufferPool()
-	buf := pool.Get(size)
-	if _, err := opts.MarshalAppend((*buf)[:0], m); err != nil {
-		pool.Put(buf)
-		return nil, err
-	}
-	return mem.BufferSlice{mem.NewBuffer(buf, pool)}, nil
-}
+	addressSocketAddress protowire.Number = 1 // Address.socket_address
 
-// Unmarshal parses data into v.
-func (Codec) Unmarshal(data mem.BufferSlice, v any) error {
-	if req, ok := v.(*authv3.CheckRequest); ok {
-		// A private copy: grpc frees data's buffers when Unmarshal returns, and
-		// the decoded strings point into this copy.
-		b := make([]byte, data.Len())
-		data.CopyTo(b)
-		return unmarshalCheckRequest(b, req)
-	}
-	m := messageOf(v)
-	if m == nil {
-		return fmt.Errorf("codec: cannot unmarshal into %T, not a proto message", v)
-	}
-	buf := data.MaterializeToBuffer(mem.DefaultBufferPool())
-	defer buf.Free()
-	return proto.Unmarshal(buf.ReadOnlyData(), m)
-}
+	socketProtocol     protowire.Number = 1 // SocketAddress.protocol
+	socketAddress      protowire.Number = 2 // SocketAddress.address
+	socketPortValue    protowire.Number = 3 // SocketAddress.port_value
+	socketNamedPort    protowire.Number = 4 // SocketAddress.named_port
+	socketResolverName protowire.Number = 5 // SocketAddress.resolver_name
+	socketIpv4Compat   protowire.Number = 6 // SocketAddress.ipv4_compat
 
-// marshalSized runs fill on a buffer of exactly size bytes, pooled when large.
-func marshalSized(size int, fill func([]byte) bool) (mem.BufferSlice, error) {
-	if mem.IsBelowBufferPoolingThreshold(size) {
-		buf := make([]byte, size)
-		if !fill(buf) {
-			return nil, errSizeMismatch
-		}
-		return mem.BufferSlice{mem.SliceBuffer(buf)}, nil
-	}
-	pool := mem.DefaultBufferPool()
-	buf := pool.Get(size)
-	if !fill((*buf)[:size]) {
-		pool.Put(buf)
-		return nil, errSizeMismatch
-	}
-	return mem.BufferSlice{mem.NewBuffer(buf, pool)}, nil
-}
+	requestTime protowire.Number = 1 // AttributeContext.Request.time
+	requestHTTP protowire.Number = 2 // AttributeContext.Request.http
 
-// errSizeMismatch would mean a message changed while it was being marshalled.
-var errSizeMismatch = errors.New("codec: the message changed while it was marshalled")
+	timestampSeconds protowire.Number = 1 // Timestamp.seconds
+	timestampNanos   protowire.Number = 2 // Timestamp.nanos
 
-func messageOf(v any) proto.Message {
-	switch m := v.(type) {
-	case proto.Message:
-		return m
-	case protoadapt.MessageV1:
-		return protoadapt.MessageV2Of(m)
-	}
-	return nil
-}
+	httpID        protowire.Number = 1  // AttributeContext.HttpRequest.id
+	httpMethod    protowire.Number = 2  // AttributeContext.HttpRequest.method
+	httpHeaders   protowire.Number = 3  // AttributeContext.HttpRequest.headers
+	httpPath      protowire.Number = 4  // AttributeContext.HttpRequest.path
+	httpHost      protowire.Number = 5  // AttributeContext.HttpRequest.host
+	httpScheme    protowire.Number = 6  // AttributeContext.HttpRequest.scheme
+	httpQuery     protowire.Number = 7  // AttributeContext.HttpRequest.query
+	httpFragment  protowire.Number = 8  // AttributeContext.HttpRequest.fragment
+	httpSize      protowire.Number = 9  // AttributeContext.HttpRequest.size
+	httpProtocol  protowire.Number = 10 // AttributeContext.HttpRequest.protocol
+	httpBody      protowire.Number = 11 // AttributeContext.HttpRequest.body
+	httpRawBody   protowire.Number = 12 // AttributeContext.HttpRequest.raw_body
+	httpHeaderMap protowire.Number = 13 // AttributeContext.HttpRequest.header_map
+
+	headerMapHeaders protowire.Number = 1 // HeaderMap.headers
+
+	tlsSNI protowire.Number = 1 // AttributeContext.TLSSession.sni
+
+	metadataFilterMetadata protowire.Number = 1 // Metadata.filter_metadata
+
+	structFields protowire.Number = 1 // Struct.fields
+
+	listValues protowire.Number = 1 // ListValue.values
+
+	// A map field is a repeated message of two fields (protobuf encoding,
+	// "Maps").
+	mapKey   protowire.Number = 1
+	mapValue protowire.Number = 2
+)
+
+// Field numbers the CheckRequest decoder shares with the CheckResponse
+// encoder (response.go).
+const (
+	headerKey      protowire.Number = 1 // HeaderValue.key
+	headerValue    protowire.Number = 2 // HeaderValue.value
+	headerRawValue protowire.Number = 3 // HeaderValue.raw_value
+
+	valueNull   protowire.Number = 1 // Value.null_value
+	valueNumber protowire.Number = 2 // Value.number_value
+	valueString protowire.Number = 3 // Value.string_value
+	valueBool   protowire.Number = 4 // Value.bool_value
+	valueStruct protowire.Number = 5 // Value.struct_value
+	valueList   protowire.Number = 6 // Value.list_value
+)
 
 // unmarshalCheckRequest decodes b (which the request keeps: never modify it)
 // into req, falling back to proto.Unmarshal for anything the fast decoder
@@ -169,140 +109,64 @@ func unmarshalCheckRequest(b []byte, req *authv3.CheckRequest) error {
 }
 
 // reqBlock holds the messages of a typical CheckRequest in one allocation
-// instead of one each; the decoder takes them in turn and allocates beyond.
-// Like the strings, they are never reused for another request.
+// instead of one each; the decoder takes them in turn (take) and allocates
+// beyond. Like the strings, they are never reused for another request.
 type reqBlock struct {
-	attrs   authv3.AttributeContext
+	attrs   [1]authv3.AttributeContext
 	peers   [2]authv3.AttributeContext_Peer
 	addrs   [2]corev3.Address
 	sockWs  [2]corev3.Address_SocketAddress
 	socks   [2]corev3.SocketAddress
 	ports   [2]corev3.SocketAddress_PortValue
-	req     authv3.AttributeContext_Request
-	time    timestamppb.Timestamp
-	http    authv3.AttributeContext_HttpRequest
+	req     [1]authv3.AttributeContext_Request
+	time    [1]timestamppb.Timestamp
+	http    [1]authv3.AttributeContext_HttpRequest
 	mds     [2]corev3.Metadata
 	structs [2]structpb.Struct
 	values  [4]structpb.Value
 	strs    [4]structpb.Value_StringValue
 	nums    [2]structpb.Value_NumberValue
 
-	nAttrs, nPeers, nAddrs, nSocks, nPorts, nReq, nTime, nHTTP, nMds, nStructs, nValues, nStrs, nNums int
+	nAttrs, nPeers, nAddrs, nSockWs, nSocks, nPorts, nReq, nTime, nHTTP, nMds, nStructs, nValues, nStrs, nNums int
+}
+
+// take hands out the elements of one of the block's arrays in turn (*used
+// counts them), then new values: a request larger than the typical one still
+// decodes, at one allocation per extra message.
+func take[T any](arr []T, used *int) *T {
+	if *used < len(arr) {
+		*used++
+		return &arr[*used-1]
+	}
+	return new(T)
 }
 
 // dec is one decoding of a CheckRequest.
 type dec struct{ blk *reqBlock }
 
-func (d *dec) attributes() *authv3.AttributeContext {
-	if b := d.blk; b.nAttrs == 0 {
-		b.nAttrs++
-		return &b.attrs
-	}
-	return &authv3.AttributeContext{}
-}
-
-func (d *dec) peer() *authv3.AttributeContext_Peer {
-	if b := d.blk; b.nPeers < len(b.peers) {
-		b.nPeers++
-		return &b.peers[b.nPeers-1]
-	}
-	return &authv3.AttributeContext_Peer{}
-}
-
-func (d *dec) address() *corev3.Address {
-	if b := d.blk; b.nAddrs < len(b.addrs) {
-		b.nAddrs++
-		return &b.addrs[b.nAddrs-1]
-	}
-	return &corev3.Address{}
-}
-
 func (d *dec) socketAddress() *corev3.Address_SocketAddress {
-	if b := d.blk; b.nSocks < len(b.socks) {
-		b.nSocks++
-		w := &b.sockWs[b.nSocks-1]
-		w.SocketAddress = &b.socks[b.nSocks-1]
-		return w
-	}
-	return &corev3.Address_SocketAddress{SocketAddress: &corev3.SocketAddress{}}
+	b := d.blk
+	w := take(b.sockWs[:], &b.nSockWs)
+	w.SocketAddress = take(b.socks[:], &b.nSocks)
+	return w
 }
 
 func (d *dec) port(v uint32) *corev3.SocketAddress_PortValue {
-	if b := d.blk; b.nPorts < len(b.ports) {
-		b.nPorts++
-		p := &b.ports[b.nPorts-1]
-		p.PortValue = v
-		return p
-	}
-	return &corev3.SocketAddress_PortValue{PortValue: v}
-}
-
-func (d *dec) request() *authv3.AttributeContext_Request {
-	if b := d.blk; b.nReq == 0 {
-		b.nReq++
-		return &b.req
-	}
-	return &authv3.AttributeContext_Request{}
-}
-
-func (d *dec) timestamp() *timestamppb.Timestamp {
-	if b := d.blk; b.nTime == 0 {
-		b.nTime++
-		return &b.time
-	}
-	return &timestamppb.Timestamp{}
-}
-
-func (d *dec) http() *authv3.AttributeContext_HttpRequest {
-	if b := d.blk; b.nHTTP == 0 {
-		b.nHTTP++
-		return &b.http
-	}
-	return &authv3.AttributeContext_HttpRequest{}
-}
-
-func (d *dec) metadata() *corev3.Metadata {
-	if b := d.blk; b.nMds < len(b.mds) {
-		b.nMds++
-		return &b.mds[b.nMds-1]
-	}
-	return &corev3.Metadata{}
-}
-
-func (d *dec) structValue() *structpb.Struct {
-	if b := d.blk; b.nStructs < len(b.structs) {
-		b.nStructs++
-		return &b.structs[b.nStructs-1]
-	}
-	return &structpb.Struct{}
-}
-
-func (d *dec) value() *structpb.Value {
-	if b := d.blk; b.nValues < len(b.values) {
-		b.nValues++
-		return &b.values[b.nValues-1]
-	}
-	return &structpb.Value{}
+	p := take(d.blk.ports[:], &d.blk.nPorts)
+	p.PortValue = v
+	return p
 }
 
 func (d *dec) stringValue(s string) *structpb.Value_StringValue {
-	if b := d.blk; b.nStrs < len(b.strs) {
-		b.nStrs++
-		v := &b.strs[b.nStrs-1]
-		v.StringValue = s
-		return v
-	}
-	return &structpb.Value_StringValue{StringValue: s}
+	v := take(d.blk.strs[:], &d.blk.nStrs)
+	v.StringValue = s
+	return v
 }
 
 func (d *dec) number(f float64) *structpb.Value_NumberValue {
-	if b := d.blk; b.nNums < len(b.nums) {
-		b.nNums++
-		v := &b.nums[b.nNums-1]
-		v.NumberValue = f
-		return v
-	}
-	return &structpb.Value_NumberValue{NumberValue: f}
+	v := take(d.blk.nums[:], &d.blk.nNums)
+	v.NumberValue = f
+	return v
 }
 
 // maxDepth bounds Struct/ListValue nesting in the fast decoder; deeper values
@@ -369,7 +233,7 @@ func (d *dec) decodeCheckRequest(b []byte, m *authv3.CheckRequest) bool {
 	r := reader{b}
 	for len(r.b) > 0 {
 		num, typ, ok := r.tag()
-		if !ok || num != 1 {
+		if !ok || num != checkRequestAttributes {
 			return false
 		}
 		v, ok := r.bytes(typ)
@@ -377,7 +241,7 @@ func (d *dec) decodeCheckRequest(b []byte, m *authv3.CheckRequest) bool {
 			return false
 		}
 		if m.Attributes == nil {
-			m.Attributes = d.attributes()
+			m.Attributes = take(d.blk.attrs[:], &d.blk.nAttrs)
 		}
 		if !d.decodeAttributes(v, m.Attributes) {
 			return false
@@ -393,7 +257,7 @@ func (d *dec) decodeAttributes(b []byte, m *authv3.AttributeContext) bool {
 		if !ok {
 			return false
 		}
-		if num == 10 { // context_extensions
+		if num == attrsContextExtensions {
 			v, ok := r.bytes(typ)
 			if !ok {
 				return false
@@ -411,34 +275,34 @@ func (d *dec) decodeAttributes(b []byte, m *authv3.AttributeContext) bool {
 			return false
 		}
 		switch num {
-		case 1:
+		case attrsSource:
 			if m.Source == nil {
-				m.Source = d.peer()
+				m.Source = take(d.blk.peers[:], &d.blk.nPeers)
 			}
 			ok = d.decodePeer(v, m.Source)
-		case 2:
+		case attrsDestination:
 			if m.Destination == nil {
-				m.Destination = d.peer()
+				m.Destination = take(d.blk.peers[:], &d.blk.nPeers)
 			}
 			ok = d.decodePeer(v, m.Destination)
-		case 4:
+		case attrsRequest:
 			if m.Request == nil {
-				m.Request = d.request()
+				m.Request = take(d.blk.req[:], &d.blk.nReq)
 			}
 			ok = d.decodeRequest(v, m.Request)
-		case 11:
+		case attrsMetadataContext:
 			if m.MetadataContext == nil {
-				m.MetadataContext = d.metadata()
+				m.MetadataContext = take(d.blk.mds[:], &d.blk.nMds)
 			}
 			ok = d.decodeMetadata(v, m.MetadataContext)
-		case 12:
+		case attrsTLSSession:
 			if m.TlsSession == nil {
 				m.TlsSession = &authv3.AttributeContext_TLSSession{}
 			}
 			ok = d.decodeTLSSession(v, m.TlsSession)
-		case 13:
+		case attrsRouteMetadataContext:
 			if m.RouteMetadataContext == nil {
-				m.RouteMetadataContext = d.metadata()
+				m.RouteMetadataContext = take(d.blk.mds[:], &d.blk.nMds)
 			}
 			ok = d.decodeMetadata(v, m.RouteMetadataContext)
 		default:
@@ -459,20 +323,20 @@ func (d *dec) decodePeer(b []byte, m *authv3.AttributeContext_Peer) bool {
 			return false
 		}
 		switch num {
-		case 1:
+		case peerAddress:
 			v, ok := r.bytes(typ)
 			if !ok {
 				return false
 			}
 			if m.Address == nil {
-				m.Address = d.address()
+				m.Address = take(d.blk.addrs[:], &d.blk.nAddrs)
 			}
 			if !d.decodeAddress(v, m.Address) {
 				return false
 			}
-		case 2:
+		case peerService:
 			m.Service, ok = r.string(typ)
-		case 3:
+		case peerLabels:
 			v, ok := r.bytes(typ)
 			if !ok {
 				return false
@@ -483,9 +347,9 @@ func (d *dec) decodePeer(b []byte, m *authv3.AttributeContext_Peer) bool {
 			if !d.decodeStringEntry(v, m.Labels) {
 				return false
 			}
-		case 4:
+		case peerPrincipal:
 			m.Principal, ok = r.string(typ)
-		case 5:
+		case peerCertificate:
 			m.Certificate, ok = r.string(typ)
 		default:
 			return false
@@ -501,7 +365,7 @@ func (d *dec) decodeAddress(b []byte, m *corev3.Address) bool {
 	r := reader{b}
 	for len(r.b) > 0 {
 		num, typ, ok := r.tag()
-		if !ok || num != 1 { // only socket_address; pipes and internal addresses go to proto
+		if !ok || num != addressSocketAddress { // pipes and internal addresses go to proto
 			return false
 		}
 		v, ok := r.bytes(typ)
@@ -528,23 +392,23 @@ func (d *dec) decodeSocketAddress(b []byte, m *corev3.SocketAddress) bool {
 			return false
 		}
 		switch num {
-		case 1:
+		case socketProtocol:
 			var v uint64
 			v, ok = r.varint(typ)
 			m.Protocol = corev3.SocketAddress_Protocol(int32(v))
-		case 2:
+		case socketAddress:
 			m.Address, ok = r.string(typ)
-		case 3:
+		case socketPortValue:
 			var v uint64
 			v, ok = r.varint(typ)
 			m.PortSpecifier = d.port(uint32(v))
-		case 4:
+		case socketNamedPort:
 			var s string
 			s, ok = r.string(typ)
 			m.PortSpecifier = &corev3.SocketAddress_NamedPort{NamedPort: s}
-		case 5:
+		case socketResolverName:
 			m.ResolverName, ok = r.string(typ)
-		case 6:
+		case socketIpv4Compat:
 			var v uint64
 			v, ok = r.varint(typ)
 			m.Ipv4Compat = v != 0
@@ -570,14 +434,14 @@ func (d *dec) decodeRequest(b []byte, m *authv3.AttributeContext_Request) bool {
 			return false
 		}
 		switch num {
-		case 1:
+		case requestTime:
 			if m.Time == nil {
-				m.Time = d.timestamp()
+				m.Time = take(d.blk.time[:], &d.blk.nTime)
 			}
 			ok = d.decodeTimestamp(v, m.Time)
-		case 2:
+		case requestHTTP:
 			if m.Http == nil {
-				m.Http = d.http()
+				m.Http = take(d.blk.http[:], &d.blk.nHTTP)
 			}
 			ok = d.decodeHTTP(v, m.Http)
 		default:
@@ -602,9 +466,9 @@ func (d *dec) decodeTimestamp(b []byte, m *timestamppb.Timestamp) bool {
 			return false
 		}
 		switch num {
-		case 1:
+		case timestampSeconds:
 			m.Seconds = int64(v)
-		case 2:
+		case timestampNanos:
 			m.Nanos = int32(v)
 		default:
 			return false
@@ -623,7 +487,7 @@ func countHeaders(b []byte) int {
 			return n
 		}
 		b = b[l:]
-		if num == 3 && typ == protowire.BytesType {
+		if num == httpHeaders && typ == protowire.BytesType {
 			n++
 		}
 		l = protowire.ConsumeFieldValue(num, typ, b)
@@ -643,11 +507,11 @@ func (d *dec) decodeHTTP(b []byte, m *authv3.AttributeContext_HttpRequest) bool 
 			return false
 		}
 		switch num {
-		case 1:
+		case httpID:
 			m.Id, ok = r.string(typ)
-		case 2:
+		case httpMethod:
 			m.Method, ok = r.string(typ)
-		case 3:
+		case httpHeaders:
 			var v []byte
 			if v, ok = r.bytes(typ); !ok {
 				return false
@@ -656,29 +520,29 @@ func (d *dec) decodeHTTP(b []byte, m *authv3.AttributeContext_HttpRequest) bool 
 				m.Headers = make(map[string]string, countHeaders(b))
 			}
 			ok = d.decodeStringEntry(v, m.Headers)
-		case 4:
+		case httpPath:
 			m.Path, ok = r.string(typ)
-		case 5:
+		case httpHost:
 			m.Host, ok = r.string(typ)
-		case 6:
+		case httpScheme:
 			m.Scheme, ok = r.string(typ)
-		case 7:
+		case httpQuery:
 			m.Query, ok = r.string(typ)
-		case 8:
+		case httpFragment:
 			m.Fragment, ok = r.string(typ)
-		case 9:
+		case httpSize:
 			var v uint64
 			v, ok = r.varint(typ)
 			m.Size = int64(v)
-		case 10:
+		case httpProtocol:
 			m.Protocol, ok = r.string(typ)
-		case 11:
+		case httpBody:
 			m.Body, ok = r.string(typ)
-		case 12:
+		case httpRawBody:
 			var v []byte
 			v, ok = r.bytes(typ)
 			m.RawBody = append(make([]byte, 0, len(v)), v...)
-		case 13:
+		case httpHeaderMap:
 			var v []byte
 			if v, ok = r.bytes(typ); !ok {
 				return false
@@ -701,7 +565,7 @@ func (d *dec) decodeHeaderMap(b []byte, m *corev3.HeaderMap) bool {
 	r := reader{b}
 	for len(r.b) > 0 {
 		num, typ, ok := r.tag()
-		if !ok || num != 1 {
+		if !ok || num != headerMapHeaders {
 			return false
 		}
 		v, ok := r.bytes(typ)
@@ -725,11 +589,11 @@ func (d *dec) decodeHeaderValue(b []byte, m *corev3.HeaderValue) bool {
 			return false
 		}
 		switch num {
-		case 1:
+		case headerKey:
 			m.Key, ok = r.string(typ)
-		case 2:
+		case headerValue:
 			m.Value, ok = r.string(typ)
-		case 3:
+		case headerRawValue:
 			var v []byte
 			v, ok = r.bytes(typ)
 			// A copy: bytes fields are mutable, strings of the request are not.
@@ -748,7 +612,7 @@ func (d *dec) decodeTLSSession(b []byte, m *authv3.AttributeContext_TLSSession) 
 	r := reader{b}
 	for len(r.b) > 0 {
 		num, typ, ok := r.tag()
-		if !ok || num != 1 {
+		if !ok || num != tlsSNI {
 			return false
 		}
 		if m.Sni, ok = r.string(typ); !ok {
@@ -770,9 +634,9 @@ func (d *dec) decodeStringEntry(b []byte, m map[string]string) bool {
 			return false
 		}
 		switch num {
-		case 1:
+		case mapKey:
 			k, ok = r.string(typ)
-		case 2:
+		case mapValue:
 			v, ok = r.string(typ)
 		default:
 			return false
@@ -789,7 +653,7 @@ func (d *dec) decodeMetadata(b []byte, m *corev3.Metadata) bool {
 	r := reader{b}
 	for len(r.b) > 0 {
 		num, typ, ok := r.tag()
-		if !ok || num != 1 { // typed_filter_metadata (Any) goes to proto
+		if !ok || num != metadataFilterMetadata { // typed_filter_metadata (Any) goes to proto
 			return false
 		}
 		v, ok := r.bytes(typ)
@@ -800,7 +664,7 @@ func (d *dec) decodeMetadata(b []byte, m *corev3.Metadata) bool {
 			m.FilterMetadata = make(map[string]*structpb.Struct, 1)
 		}
 		var key string
-		s := d.structValue()
+		s := take(d.blk.structs[:], &d.blk.nStructs)
 		er := reader{v}
 		for len(er.b) > 0 {
 			num, typ, ok := er.tag()
@@ -808,11 +672,11 @@ func (d *dec) decodeMetadata(b []byte, m *corev3.Metadata) bool {
 				return false
 			}
 			switch num {
-			case 1:
+			case mapKey:
 				if key, ok = er.string(typ); !ok {
 					return false
 				}
-			case 2:
+			case mapValue:
 				sv, ok := er.bytes(typ)
 				if !ok || !d.decodeStruct(sv, s, 1) {
 					return false
@@ -833,7 +697,7 @@ func (d *dec) decodeStruct(b []byte, m *structpb.Struct, depth int) bool {
 	r := reader{b}
 	for len(r.b) > 0 {
 		num, typ, ok := r.tag()
-		if !ok || num != 1 {
+		if !ok || num != structFields {
 			return false
 		}
 		v, ok := r.bytes(typ)
@@ -844,7 +708,7 @@ func (d *dec) decodeStruct(b []byte, m *structpb.Struct, depth int) bool {
 			m.Fields = make(map[string]*structpb.Value, 4)
 		}
 		var key string
-		val := d.value()
+		val := take(d.blk.values[:], &d.blk.nValues)
 		er := reader{v}
 		for len(er.b) > 0 {
 			num, typ, ok := er.tag()
@@ -852,11 +716,11 @@ func (d *dec) decodeStruct(b []byte, m *structpb.Struct, depth int) bool {
 				return false
 			}
 			switch num {
-			case 1:
+			case mapKey:
 				if key, ok = er.string(typ); !ok {
 					return false
 				}
-			case 2:
+			case mapValue:
 				vv, ok := er.bytes(typ)
 				if !ok || !d.decodeValue(vv, val, depth+1) {
 					return false
@@ -881,13 +745,13 @@ func (d *dec) decodeValue(b []byte, m *structpb.Value, depth int) bool {
 			return false
 		}
 		switch num {
-		case 1:
+		case valueNull:
 			var v uint64
 			if v, ok = r.varint(typ); !ok {
 				return false
 			}
 			m.Kind = &structpb.Value_NullValue{NullValue: structpb.NullValue(int32(v))}
-		case 2:
+		case valueNumber:
 			if typ != protowire.Fixed64Type {
 				return false
 			}
@@ -897,19 +761,19 @@ func (d *dec) decodeValue(b []byte, m *structpb.Value, depth int) bool {
 			}
 			r.b = r.b[n:]
 			m.Kind = d.number(math.Float64frombits(v))
-		case 3:
+		case valueString:
 			var s string
 			if s, ok = r.string(typ); !ok {
 				return false
 			}
 			m.Kind = d.stringValue(s)
-		case 4:
+		case valueBool:
 			var v uint64
 			if v, ok = r.varint(typ); !ok {
 				return false
 			}
 			m.Kind = &structpb.Value_BoolValue{BoolValue: v != 0}
-		case 5:
+		case valueStruct:
 			v, ok := r.bytes(typ)
 			if !ok {
 				return false
@@ -922,7 +786,7 @@ func (d *dec) decodeValue(b []byte, m *structpb.Value, depth int) bool {
 			if !d.decodeStruct(v, sv.StructValue, depth+1) {
 				return false
 			}
-		case 6:
+		case valueList:
 			v, ok := r.bytes(typ)
 			if !ok {
 				return false
@@ -949,7 +813,7 @@ func (d *dec) decodeList(b []byte, m *structpb.ListValue, depth int) bool {
 	r := reader{b}
 	for len(r.b) > 0 {
 		num, typ, ok := r.tag()
-		if !ok || num != 1 {
+		if !ok || num != listValues {
 			return false
 		}
 		v, ok := r.bytes(typ)

@@ -1,4 +1,4 @@
-package extauthz
+package wire
 
 import (
 	"math"
@@ -205,4 +205,43 @@ func TestCodecResponseHandsOverTheRest(t *testing.T) {
 			t.Errorf("%s: codec wrote %x, proto %x", name, data.Materialize(), want)
 		}
 	}
+}
+
+// FuzzCodecResponse holds the encoder to proto.Marshal on any CheckResponse
+// proto.Unmarshal can produce: both fail, or both succeed with the same size
+// and what the codec wrote decodes to an equal message.
+func FuzzCodecResponse(f *testing.F) {
+	r := rand.New(rand.NewPCG(5, 6))
+	for range 16 {
+		b, err := proto.Marshal(randomResponse(r))
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(b)
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		resp := &authv3.CheckResponse{}
+		if proto.Unmarshal(b, resp) != nil {
+			return
+		}
+		data, err := Codec{}.Marshal(resp)
+		want, wantErr := proto.Marshal(resp)
+		if (err == nil) != (wantErr == nil) {
+			t.Fatalf("codec error %v, proto error %v", err, wantErr)
+		}
+		if err != nil {
+			return
+		}
+		defer data.Free()
+		if data.Len() != len(want) {
+			t.Fatalf("codec wrote %d bytes, proto %d, for %v", data.Len(), len(want), resp)
+		}
+		got := &authv3.CheckResponse{}
+		if err := proto.Unmarshal(data.Materialize(), got); err != nil {
+			t.Fatalf("what the codec wrote does not decode: %v", err)
+		}
+		if !proto.Equal(got, resp) {
+			t.Fatalf("codec round trip gave\n%v\nwant\n%v", got, resp)
+		}
+	})
 }

@@ -1,4 +1,4 @@
-package extauthz
+package wire
 
 import (
 	"math"
@@ -20,7 +20,39 @@ import (
 // fields, status details, OkHttpResponse's deprecated dynamic_metadata or its
 // query_parameters_to_set, nil elements, invalid UTF-8 (an error for
 // proto.Marshal) — is left to proto.Marshal. TestCodecResponseFields fails
-// when go-control-plane adds a field, so that none can be skipped silently.
+// when go-control-plane adds a field, so that none can be skipped silently,
+// and TestFieldNumbers holds the names below to the descriptors
+// (envoy/service/auth/v3/external_auth.proto, google/rpc/status.proto,
+// envoy/type/v3/http_status.proto, envoy/config/core/v3/base.proto,
+// google/protobuf/wrappers.proto; the rest are shared with request.go).
+const (
+	respStatus          protowire.Number = 1 // CheckResponse.status
+	respDenied          protowire.Number = 2 // CheckResponse.denied_response
+	respOK              protowire.Number = 3 // CheckResponse.ok_response
+	respDynamicMetadata protowire.Number = 4 // CheckResponse.dynamic_metadata
+	respError           protowire.Number = 5 // CheckResponse.error_response
+
+	statusCode    protowire.Number = 1 // google.rpc.Status.code
+	statusMessage protowire.Number = 2 // google.rpc.Status.message
+
+	httpStatusCode protowire.Number = 1 // HttpStatus.code
+
+	deniedStatus  protowire.Number = 1 // DeniedHttpResponse.status
+	deniedHeaders protowire.Number = 2 // DeniedHttpResponse.headers
+	deniedBody    protowire.Number = 3 // DeniedHttpResponse.body
+
+	okHeaders                 protowire.Number = 2 // OkHttpResponse.headers
+	okHeadersToRemove         protowire.Number = 5 // OkHttpResponse.headers_to_remove
+	okResponseHeadersToAdd    protowire.Number = 6 // OkHttpResponse.response_headers_to_add
+	okQueryParametersToRemove protowire.Number = 8 // OkHttpResponse.query_parameters_to_remove
+
+	optionHeader         protowire.Number = 1 // HeaderValueOption.header
+	optionAppend         protowire.Number = 2 // HeaderValueOption.append
+	optionAppendAction   protowire.Number = 3 // HeaderValueOption.append_action
+	optionKeepEmptyValue protowire.Number = 4 // HeaderValueOption.keep_empty_value
+
+	boolValue protowire.Number = 1 // BoolValue.value
+)
 
 // sizeCheckResponse is the encoded size of m; ok is false when the encoder
 // does not handle m.
@@ -33,7 +65,7 @@ func sizeCheckResponse(m *authv3.CheckResponse) (n int, ok bool) {
 		if !ok {
 			return 0, false
 		}
-		n += sizeMsg(1, s)
+		n += sizeMsg(respStatus, s)
 	}
 	switch r := m.HttpResponse.(type) {
 	case nil:
@@ -42,19 +74,19 @@ func sizeCheckResponse(m *authv3.CheckResponse) (n int, ok bool) {
 		if !ok {
 			return 0, false
 		}
-		n += sizeMsg(2, s)
+		n += sizeMsg(respDenied, s)
 	case *authv3.CheckResponse_OkResponse:
 		s, ok := sizeOK(r.OkResponse)
 		if !ok {
 			return 0, false
 		}
-		n += sizeMsg(3, s)
+		n += sizeMsg(respOK, s)
 	case *authv3.CheckResponse_ErrorResponse:
 		s, ok := sizeDenied(r.ErrorResponse)
 		if !ok {
 			return 0, false
 		}
-		n += sizeMsg(5, s)
+		n += sizeMsg(respError, s)
 	default:
 		return 0, false
 	}
@@ -63,7 +95,7 @@ func sizeCheckResponse(m *authv3.CheckResponse) (n int, ok bool) {
 		if !ok {
 			return 0, false
 		}
-		n += sizeMsg(4, s)
+		n += sizeMsg(respDynamicMetadata, s)
 	}
 	return n, true
 }
@@ -73,26 +105,26 @@ func putCheckResponse(w *backWriter, m *authv3.CheckResponse) {
 	if m.DynamicMetadata != nil {
 		end := w.i
 		putStruct(w, m.DynamicMetadata)
-		w.msg(4, end)
+		w.msg(respDynamicMetadata, end)
 	}
 	switch r := m.HttpResponse.(type) {
 	case *authv3.CheckResponse_ErrorResponse:
 		end := w.i
 		putDenied(w, r.ErrorResponse)
-		w.msg(5, end)
+		w.msg(respError, end)
 	case *authv3.CheckResponse_OkResponse:
 		end := w.i
 		putOK(w, r.OkResponse)
-		w.msg(3, end)
+		w.msg(respOK, end)
 	case *authv3.CheckResponse_DeniedResponse:
 		end := w.i
 		putDenied(w, r.DeniedResponse)
-		w.msg(2, end)
+		w.msg(respDenied, end)
 	}
 	if m.Status != nil {
 		end := w.i
 		putStatus(w, m.Status)
-		w.msg(1, end)
+		w.msg(respStatus, end)
 	}
 }
 
@@ -126,20 +158,20 @@ func sizeStatus(m *rpcstatus.Status) (int, bool) {
 	if len(m.Details) > 0 || hasUnknown(m) {
 		return 0, false
 	}
-	s, ok := sizeString(2, m.Message)
-	return sizeVarint(1, i32(m.Code)) + s, ok
+	s, ok := sizeString(statusMessage, m.Message)
+	return sizeVarint(statusCode, i32(m.Code)) + s, ok
 }
 
 func putStatus(w *backWriter, m *rpcstatus.Status) {
-	w.str(2, m.Message)
-	w.varint(1, i32(m.Code))
+	w.str(statusMessage, m.Message)
+	w.varint(statusCode, i32(m.Code))
 }
 
 func sizeHTTPStatus(m *typev3.HttpStatus) (int, bool) {
 	if hasUnknown(m) {
 		return 0, false
 	}
-	return sizeVarint(1, i32(int32(m.Code))), true
+	return sizeVarint(httpStatusCode, i32(int32(m.Code))), true
 }
 
 func sizeDenied(m *authv3.DeniedHttpResponse) (int, bool) {
@@ -152,23 +184,23 @@ func sizeDenied(m *authv3.DeniedHttpResponse) (int, bool) {
 		if !ok {
 			return 0, false
 		}
-		n += sizeMsg(1, s)
+		n += sizeMsg(deniedStatus, s)
 	}
-	h, ok := sizeHeaders(2, m.Headers)
+	h, ok := sizeHeaders(deniedHeaders, m.Headers)
 	if !ok {
 		return 0, false
 	}
-	b, ok := sizeString(3, m.Body)
+	b, ok := sizeString(deniedBody, m.Body)
 	return n + h + b, ok
 }
 
 func putDenied(w *backWriter, m *authv3.DeniedHttpResponse) {
-	w.str(3, m.Body)
+	w.str(deniedBody, m.Body)
 	putHeaders(w, 2, m.Headers)
 	if m.Status != nil {
 		end := w.i
-		w.varint(1, i32(int32(m.Status.Code)))
-		w.msg(1, end)
+		w.varint(httpStatusCode, i32(int32(m.Status.Code)))
+		w.msg(deniedStatus, end)
 	}
 }
 
@@ -176,10 +208,10 @@ func sizeOK(m *authv3.OkHttpResponse) (int, bool) {
 	if m == nil || m.DynamicMetadata != nil || len(m.QueryParametersToSet) > 0 || hasUnknown(m) {
 		return 0, false
 	}
-	h, ok1 := sizeHeaders(2, m.Headers)
-	r, ok2 := sizeStrings(5, m.HeadersToRemove)
-	a, ok3 := sizeHeaders(6, m.ResponseHeadersToAdd)
-	q, ok4 := sizeStrings(8, m.QueryParametersToRemove)
+	h, ok1 := sizeHeaders(okHeaders, m.Headers)
+	r, ok2 := sizeStrings(okHeadersToRemove, m.HeadersToRemove)
+	a, ok3 := sizeHeaders(okResponseHeadersToAdd, m.ResponseHeadersToAdd)
+	q, ok4 := sizeStrings(okQueryParametersToRemove, m.QueryParametersToRemove)
 	return h + r + a + q, ok1 && ok2 && ok3 && ok4
 }
 
@@ -234,16 +266,16 @@ func sizeHeaderOption(m *corev3.HeaderValueOption) (int, bool) {
 	if m == nil || hasUnknown(m) {
 		return 0, false
 	}
-	n := sizeVarint(3, uint64(int64(m.AppendAction)))
+	n := sizeVarint(optionAppendAction, uint64(int64(m.AppendAction)))
 	if m.KeepEmptyValue {
-		n += protowire.SizeTag(4) + 1
+		n += protowire.SizeTag(optionKeepEmptyValue) + 1
 	}
 	if m.Header != nil {
 		s, ok := sizeHeaderValue(m.Header)
 		if !ok {
 			return 0, false
 		}
-		n += sizeMsg(1, s)
+		n += sizeMsg(optionHeader, s)
 	}
 	if m.Append != nil {
 		if hasUnknown(m.Append) {
@@ -251,9 +283,9 @@ func sizeHeaderOption(m *corev3.HeaderValueOption) (int, bool) {
 		}
 		s := 0
 		if m.Append.Value {
-			s = protowire.SizeTag(1) + 1
+			s = protowire.SizeTag(boolValue) + 1
 		}
-		n += sizeMsg(2, s)
+		n += sizeMsg(optionAppend, s)
 	}
 	return n, true
 }
@@ -261,21 +293,21 @@ func sizeHeaderOption(m *corev3.HeaderValueOption) (int, bool) {
 func putHeaderOption(w *backWriter, m *corev3.HeaderValueOption) {
 	if m.KeepEmptyValue {
 		w.uvarint(1)
-		w.tag(4, protowire.VarintType)
+		w.tag(optionKeepEmptyValue, protowire.VarintType)
 	}
-	w.varint(3, uint64(int64(m.AppendAction)))
+	w.varint(optionAppendAction, uint64(int64(m.AppendAction)))
 	if m.Append != nil {
 		end := w.i
 		if m.Append.Value {
 			w.uvarint(1)
-			w.tag(1, protowire.VarintType)
+			w.tag(boolValue, protowire.VarintType)
 		}
-		w.msg(2, end)
+		w.msg(optionAppend, end)
 	}
 	if m.Header != nil {
 		end := w.i
 		putHeaderValue(w, m.Header)
-		w.msg(1, end)
+		w.msg(optionHeader, end)
 	}
 }
 
@@ -283,11 +315,11 @@ func sizeHeaderValue(m *corev3.HeaderValue) (int, bool) {
 	if hasUnknown(m) {
 		return 0, false
 	}
-	k, ok1 := sizeString(1, m.Key)
-	v, ok2 := sizeString(2, m.Value)
+	k, ok1 := sizeString(headerKey, m.Key)
+	v, ok2 := sizeString(headerValue, m.Value)
 	n := k + v
 	if len(m.RawValue) > 0 {
-		n += protowire.SizeTag(3) + protowire.SizeBytes(len(m.RawValue))
+		n += protowire.SizeTag(headerRawValue) + protowire.SizeBytes(len(m.RawValue))
 	}
 	return n, ok1 && ok2
 }
@@ -296,10 +328,10 @@ func putHeaderValue(w *backWriter, m *corev3.HeaderValue) {
 	if len(m.RawValue) > 0 {
 		w.raw(m.RawValue)
 		w.uvarint(uint64(len(m.RawValue)))
-		w.tag(3, protowire.BytesType)
+		w.tag(headerRawValue, protowire.BytesType)
 	}
-	w.str(2, m.Value)
-	w.str(1, m.Key)
+	w.str(headerValue, m.Value)
+	w.str(headerKey, m.Key)
 }
 
 // maxStructDepth bounds the nesting the encoder follows; deeper values go to
@@ -322,8 +354,8 @@ func sizeStructDepth(m *structpb.Struct, depth int) (int, bool) {
 			return 0, false
 		}
 		// A map entry: key (1) and value (2), both always written.
-		entry := protowire.SizeTag(1) + protowire.SizeBytes(len(k)) + sizeMsg(2, vs)
-		n += sizeMsg(1, entry)
+		entry := protowire.SizeTag(mapKey) + protowire.SizeBytes(len(k)) + sizeMsg(mapValue, vs)
+		n += sizeMsg(structFields, entry)
 	}
 	return n, true
 }
@@ -333,11 +365,11 @@ func putStruct(w *backWriter, m *structpb.Struct) {
 		end := w.i
 		ve := w.i
 		putValue(w, v)
-		w.msg(2, ve)
+		w.msg(mapValue, ve)
 		w.bytes(k)
 		w.uvarint(uint64(len(k)))
-		w.tag(1, protowire.BytesType)
-		w.msg(1, end)
+		w.tag(mapKey, protowire.BytesType)
+		w.msg(structFields, end)
 	}
 }
 
@@ -350,22 +382,22 @@ func sizeValue(m *structpb.Value, depth int) (int, bool) {
 		return 0, true
 	case *structpb.Value_NullValue:
 		// A oneof member is written even when it holds its zero value.
-		return protowire.SizeTag(1) + protowire.SizeVarint(uint64(int64(k.NullValue))), true
+		return protowire.SizeTag(valueNull) + protowire.SizeVarint(uint64(int64(k.NullValue))), true
 	case *structpb.Value_NumberValue:
-		return protowire.SizeTag(2) + 8, true
+		return protowire.SizeTag(valueNumber) + 8, true
 	case *structpb.Value_StringValue:
 		if !utf8.ValidString(k.StringValue) {
 			return 0, false
 		}
-		return protowire.SizeTag(3) + protowire.SizeBytes(len(k.StringValue)), true
+		return protowire.SizeTag(valueString) + protowire.SizeBytes(len(k.StringValue)), true
 	case *structpb.Value_BoolValue:
-		return protowire.SizeTag(4) + 1, true
+		return protowire.SizeTag(valueBool) + 1, true
 	case *structpb.Value_StructValue:
 		if k.StructValue == nil {
 			return 0, false
 		}
 		s, ok := sizeStructDepth(k.StructValue, depth+1)
-		return sizeMsg(5, s), ok
+		return sizeMsg(valueStruct, s), ok
 	case *structpb.Value_ListValue:
 		if k.ListValue == nil || hasUnknown(k.ListValue) {
 			return 0, false
@@ -379,9 +411,9 @@ func sizeValue(m *structpb.Value, depth int) (int, bool) {
 			if !ok {
 				return 0, false
 			}
-			n += sizeMsg(1, s)
+			n += sizeMsg(listValues, s)
 		}
-		return sizeMsg(6, n), true
+		return sizeMsg(valueList, n), true
 	}
 	return 0, false
 }
@@ -390,34 +422,34 @@ func putValue(w *backWriter, m *structpb.Value) {
 	switch k := m.Kind.(type) {
 	case *structpb.Value_NullValue:
 		w.uvarint(uint64(int64(k.NullValue)))
-		w.tag(1, protowire.VarintType)
+		w.tag(valueNull, protowire.VarintType)
 	case *structpb.Value_NumberValue:
 		w.fixed64(math.Float64bits(k.NumberValue))
-		w.tag(2, protowire.Fixed64Type)
+		w.tag(valueNumber, protowire.Fixed64Type)
 	case *structpb.Value_StringValue:
 		w.bytes(k.StringValue)
 		w.uvarint(uint64(len(k.StringValue)))
-		w.tag(3, protowire.BytesType)
+		w.tag(valueString, protowire.BytesType)
 	case *structpb.Value_BoolValue:
 		if k.BoolValue {
 			w.uvarint(1)
 		} else {
 			w.uvarint(0)
 		}
-		w.tag(4, protowire.VarintType)
+		w.tag(valueBool, protowire.VarintType)
 	case *structpb.Value_StructValue:
 		end := w.i
 		putStruct(w, k.StructValue)
-		w.msg(5, end)
+		w.msg(valueStruct, end)
 	case *structpb.Value_ListValue:
 		end := w.i
 		vs := k.ListValue.Values
 		for i := len(vs) - 1; i >= 0; i-- {
 			ve := w.i
 			putValue(w, vs[i])
-			w.msg(1, ve)
+			w.msg(listValues, ve)
 		}
-		w.msg(6, end)
+		w.msg(valueList, end)
 	}
 }
 
