@@ -84,6 +84,9 @@ type Config struct {
 	Routes  []policy.Route
 	// Tracing is the OpenTelemetry setup (tracing:); read at start only.
 	Tracing Tracing
+	// DPoP and MTLS hold their defaults when the blocks are absent (dpop.go).
+	DPoP DPoP
+	MTLS MTLS
 }
 
 // Listen holds the listen addresses.
@@ -182,13 +185,24 @@ var Keys = []string{
 	"tracing.endpoint",
 	"tracing.sample_ratio",
 	"tracing.include_subject",
+	"dpop.algorithms",
+	"dpop.proof_max_age",
+	"dpop.nonce",
+	"dpop.nonce_key_file",
+	"dpop.replay_store.type",
+	"dpop.replay_store.address",
+	"dpop.replay_store.password_file",
+	"dpop.replay_store.tls",
+	"dpop.replay_store.max_entries",
+	"mtls.certificate_from",
 }
 
 // structuredKeys take YAML text as their override value.
-var structuredKeys = map[string]bool{"issuers": true, "acr_levels": true, "policy": true}
+var structuredKeys = map[string]bool{"issuers": true, "acr_levels": true, "policy": true, "dpop.algorithms": true}
 
 // boolKeys take true or false (strconv.ParseBool's spellings) as their override value.
-var boolKeys = map[string]bool{"listen.reflection": true, "tracing.enabled": true, "tracing.include_subject": true}
+var boolKeys = map[string]bool{"listen.reflection": true, "tracing.enabled": true, "tracing.include_subject": true,
+	"dpop.nonce": true, "dpop.replay_store.tls": true}
 
 // EnvPrefix is the prefix of the environment variables that override keys.
 const EnvPrefix = "STEPUP"

@@ -66,6 +66,12 @@ func TestDefaults(t *testing.T) {
 		JWKSRefreshInterval: 5 * time.Minute,
 		TokenCacheSize:      100000,
 		Log:                 Log{Level: slog.LevelInfo},
+		DPoP: DPoP{
+			Algorithms:  []string{"ES256", "ES384", "EdDSA", "PS256", "RS256"},
+			ProofMaxAge: 60 * time.Second,
+			ReplayStore: ReplayStore{Type: "memory", MaxEntries: 1000000},
+		},
+		MTLS: MTLS{CertificateFrom: "peer"},
 	}
 	if !reflect.DeepEqual(cfg, want) {
 		t.Errorf("defaults:\n got %+v\nwant %+v", cfg, want)
@@ -417,7 +423,8 @@ func TestEnvKeyNames(t *testing.T) {
 
 // TestKeysAreSchemaKeys keeps Keys in step with what the walker accepts.
 func TestKeysAreSchemaKeys(t *testing.T) {
-	schema := map[string][]string{"": topKeys, "listen": listenKeys, "listen.tls": tlsKeys, "log": logKeys, "tracing": tracingKeys}
+	schema := map[string][]string{"": topKeys, "listen": listenKeys, "listen.tls": tlsKeys, "log": logKeys, "tracing": tracingKeys,
+		"dpop": dpopKeys, "dpop.replay_store": replayKeys, "mtls": mtlsKeys}
 	for _, key := range Keys {
 		parent, leaf := "", key
 		if i := strings.LastIndex(key, "."); i >= 0 {

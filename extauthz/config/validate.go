@@ -25,6 +25,7 @@ var (
 		"listen", "issuers", "clock_skew", "acr_levels", "metadata_namespace",
 		"machine_tokens", "jwks_refresh_interval", "token_cache_size", "log", "policy",
 		"tracing",
+		"dpop", "mtls",
 	}
 	listenKeys = []string{"grpc", "admin", "reflection", "codec", "tls"}
 	tlsKeys    = []string{"cert_file", "key_file", "client_ca_file"}
@@ -126,6 +127,8 @@ func build(root map[string]any, w *walker) *Config {
 	if v := root["tracing"]; v != nil {
 		cfg.Tracing = b.tracing(v)
 	}
+	cfg.DPoP = b.dpop(root["dpop"])
+	cfg.MTLS = b.mtls(root["mtls"])
 	return cfg
 }
 
