@@ -82,8 +82,8 @@ func TestDPoPEnvOverrideProblems(t *testing.T) {
 	_, err := Load(path, NewViper())
 	got := problemsOf(t, err)
 	want := Problems{
-		`dpop.nonce: must be true or false, got string "sometimes"`,
-		`dpop.replay_store.max_entries: must be a whole number, got string "many"`,
+		`environment variable STEPUP_DPOP_NONCE: dpop.nonce: must be true or false, got string "sometimes"`,
+		`environment variable STEPUP_DPOP_REPLAY_STORE_MAX_ENTRIES: dpop.replay_store.max_entries: must be a whole number, got string "many"`,
 	}
 	if !slices.Equal(got, want) {
 		t.Errorf("problems:\n%s\nwant:\n%s", got, want)
