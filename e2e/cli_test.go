@@ -320,3 +320,71 @@ issuers:
 		t.Errorf("a key fetch was started and cancelled:\n%s", out)
 	}
 }
+
+// check --envoy picks the route as the front proxy does and sends that route's
+// metadata and context extensions; without it, check says the decision came
+// from the server's config alone.
+func TestCheckWithTheEnvoyBootstrap(t *testing.T) {
+	idp := startIdP(t)
+	cfg := writeFile(t, "config.yaml", strings.ReplaceAll(`
+issuers:
+  - issuer: "{{ISSUER}}"
+    jwks_uri: "{{ISSUER}}/jwks.json"
+    audiences: ["https://api.example.com"]
+`, "{{ISSUER}}", idp.Issuer))
+	aal1 := userToken(t, idp, "aal1", time.Minute)
+	aal2 := userToken(t, idp, "aal2", time.Minute)
+	staleAAL2 := userToken(t, idp, "aal2", 6*time.Minute)
+	const meta, ext = "../envoy/envoy.yaml", "../envoy/envoy-context-extensions.yaml"
+	for _, c := range []struct {
+		name     string
+		args     []string
+		code     int
+		want     []string
+		dontWant []string
+	}{
+		{"an aal1 token on the payout route is asked to step up", []string{"--envoy", meta, "--token", aal1, "--method", "POST", "--path", "/api/payout-destination"}, 1,
+			[]string{"route payout-destination (prefix /api/payout-destination)", `sends route metadata stepup: {"machine_scopes":["payouts:write"],"max_age":300,"name":"payout-destination","required_acr":"aal2"}`,
+				"reason:   acr_too_low", "required_acr    from route_metadata", "HTTP 401", `"required_acr":"aal2","max_age":300`}, []string{"note:"}},
+		{"without --envoy the same request is allowed, and check says why", []string{"--token", aal1, "--method", "POST", "--path", "/api/payout-destination"}, 0,
+			[]string{"decision: allow", "note:     the policy came only from the server's config (policy.routes, policy.default): no Envoy route was given", "--envoy FILE"}, nil},
+		{"the path is normalised before the route is picked", []string{"--envoy", meta, "--token", aal1, "--method", "POST", "--path", "/api/x/..//payout-destination?a=1"}, 1,
+			[]string{"route payout-destination", "reason:   acr_too_low"}, nil},
+		{"an old sign-in is too old for the route's max_age", []string{"--envoy", meta, "--token", staleAAL2, "--method", "POST", "--path", "/api/payout-destination"}, 1,
+			[]string{"reason:   auth_too_old", "max_age         from route_metadata"}, nil},
+		{"context extensions come from the per-route ext_authz settings", []string{"--envoy", ext, "--token", aal1, "--method", "POST", "--path", "/api/payout-destination"}, 1,
+			[]string{"sends context extensions:", "required_acr    from context_extensions", "reason:   acr_too_low"}, []string{"sends route metadata"}},
+		{"a header condition picks the DELETE route", []string{"--envoy", meta, "--token", aal1, "--method", "DELETE", "--path", "/api/account"}, 1,
+			[]string{"route delete-account (prefix /api/account, DELETE)", "reason:   acr_too_low"}, nil},
+		{"another method falls through to the default route", []string{"--envoy", meta, "--token", aal1, "--method", "GET", "--path", "/api/account"}, 0,
+			[]string{"route default (prefix /)", "decision: allow", "note:     this route's metadata and context extensions set no requirement"}, nil},
+		{"a fresh aal2 token passes the payout route", []string{"--envoy", meta, "--token", aal2, "--method", "POST", "--path", "/api/payout-destination"}, 0,
+			[]string{"decision: allow", "set upstream header x-stepup-acr: aal2"}, []string{"note:"}},
+		{"a route with ext_authz disabled sends no Check", []string{"--envoy", meta, "--path", "/healthz"}, 0,
+			[]string{"route healthz (path /healthz)", "ext_authz is disabled on this route: Envoy sends no Check"}, []string{"reason:"}},
+		{"an encoded slash is refused by the proxy", []string{"--envoy", meta, "--token", aal2, "--path", "/api%2Fpayout-destination"}, 1,
+			[]string{"refused by path normalisation", "HTTP 400 (path_normalization_failed)"}, []string{"reason:"}},
+		{"--metadata with --envoy is an error", []string{"--envoy", meta, "--path", "/", "--metadata", `{"required_acr":"aal2"}`}, 2, nil, nil},
+		{"a bootstrap that cannot be read is an error", []string{"--envoy", filepath.Join(t.TempDir(), "missing.yaml"), "--path", "/"}, 2, nil, nil},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			code, out, stderr := run(t, nil, append([]string{"check", "--config", cfg}, c.args...)...)
+			if code != c.code {
+				t.Fatalf("exit %d, want %d\n%s%s", code, c.code, out, stderr)
+			}
+			for _, w := range c.want {
+				if !strings.Contains(out, w) {
+					t.Errorf("output lacks %q:\n%s", w, out)
+				}
+			}
+			for _, w := range c.dontWant {
+				if strings.Contains(out, w) {
+					t.Errorf("output has %q:\n%s", w, out)
+				}
+			}
+			if code == 2 && !strings.Contains(stderr, "--envoy") {
+				t.Errorf("exit 2 without naming --envoy: %q", stderr)
+			}
+		})
+	}
+}
