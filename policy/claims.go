@@ -23,4 +23,8 @@ type Claims struct {
 
 	// Scopes come from "scope" (space-separated) or "scp" (array).
 	Scopes []string
+
+	// Confirmation is the token's cnf binding, already checked against the
+	// request by the token pipeline.
+	Confirmation Confirmation
 }

@@ -51,6 +51,12 @@ func Decide(c *Claims, p *Policy, rules *IssuerRules, s *Settings, now time.Time
 		d.Reason, d.Detail = ReasonTokenInvalid, "auth_time_in_future"
 		return d
 	}
+	// Before step-up and scopes: stepping up with an unbound token would only
+	// lead to this denial again.
+	if !meetsSenderConstraint(p.SenderConstraint, c.Confirmation) {
+		d.Reason, d.Detail = ReasonSenderConstraintMissing, string(p.SenderConstraint)
+		return d
+	}
 
 	if s.MachineRule.IsMachine(c) {
 		d.Machine = true

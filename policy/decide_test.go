@@ -316,6 +316,8 @@ func TestReasonsIsTheContractVocabulary(t *testing.T) {
 	want := []string{
 		"allowed", "mode_off", "token_missing", "token_invalid", "acr_too_low", "acr_missing",
 		"auth_time_missing", "auth_too_old", "scope_missing", "keys_unavailable", "policy_error",
+		// Added in December 2026 (sender-constrained tokens).
+		"proof_invalid", "nonce_required", "sender_constraint_missing", "replay_store_unavailable",
 	}
 	got := make([]string, len(Reasons))
 	for i, r := range Reasons {

@@ -28,6 +28,8 @@ type Policy struct {
 	MachineScopes []string
 	Mode          Mode // "" means enforce
 	Name          string
+	// SenderConstraint is the binding the token must carry ("" for none).
+	SenderConstraint SenderConstraint
 }
 
 // NeedsStepUp reports whether the policy has a human step-up requirement.
@@ -48,10 +50,12 @@ const (
 	FieldMachineScopes = "machine_scopes"
 	FieldMode          = "mode"
 	FieldName          = "name"
+	// FieldSenderConstraint is sender_constraint (sender.go).
+	FieldSenderConstraint = "sender_constraint"
 )
 
 // Fields lists the policy fields in a stable order.
-var Fields = []string{FieldRequiredACR, FieldMaxAge, FieldMachineScopes, FieldMode, FieldName}
+var Fields = []string{FieldRequiredACR, FieldMaxAge, FieldMachineScopes, FieldMode, FieldName, FieldSenderConstraint}
 
 // Layer is what one source says about a policy. A field that is Set with a
 // zero value was cleared on purpose (the source wrote ""), which lets a route
@@ -62,6 +66,8 @@ type Layer struct {
 	MachineScopes Field[[]string]
 	Mode          Field[Mode]
 	Name          Field[string]
+	// SenderConstraint holds only the package's constants (parseSenderConstraint).
+	SenderConstraint Field[SenderConstraint]
 }
 
 // Field is one optional policy value.
@@ -74,7 +80,8 @@ func set[T any](v T) Field[T] { return Field[T]{Set: true, Value: v} }
 
 // IsZero reports whether the layer says nothing at all.
 func (l *Layer) IsZero() bool {
-	return !l.RequiredACR.Set && !l.MaxAge.Set && !l.MachineScopes.Set && !l.Mode.Set && !l.Name.Set
+	return !l.RequiredACR.Set && !l.MaxAge.Set && !l.MachineScopes.Set && !l.Mode.Set && !l.Name.Set &&
+		!l.SenderConstraint.Set
 }
 
 // SetFields lists the fields this layer sets, in Fields order.
@@ -100,6 +107,8 @@ func (l *Layer) isSet(field string) bool {
 		return l.Mode.Set
 	case FieldName:
 		return l.Name.Set
+	case FieldSenderConstraint:
+		return l.SenderConstraint.Set
 	}
 	return false
 }
@@ -125,6 +134,9 @@ func (p Policy) String() string {
 	}
 	if len(p.MachineScopes) > 0 {
 		add(FieldMachineScopes, strings.Join(p.MachineScopes, " "))
+	}
+	if p.SenderConstraint != SenderNone {
+		add(FieldSenderConstraint, string(p.SenderConstraint))
 	}
 	b.WriteString("}")
 	return b.String()

@@ -17,6 +17,11 @@ const (
 	ReasonScopeMissing    Reason = "scope_missing"
 	ReasonKeysUnavailable Reason = "keys_unavailable"
 	ReasonPolicyError     Reason = "policy_error"
+	// Sender-constrained tokens (RFC 9449, RFC 8705).
+	ReasonProofInvalid            Reason = "proof_invalid"
+	ReasonNonceRequired           Reason = "nonce_required"
+	ReasonSenderConstraintMissing Reason = "sender_constraint_missing"
+	ReasonReplayStoreUnavailable  Reason = "replay_store_unavailable"
 )
 
 // Reasons lists every reason, for metrics that pre-register their labels.
@@ -24,6 +29,7 @@ var Reasons = []Reason{
 	ReasonAllowed, ReasonModeOff, ReasonTokenMissing, ReasonTokenInvalid,
 	ReasonACRTooLow, ReasonACRMissing, ReasonAuthTimeMissing, ReasonAuthTooOld,
 	ReasonScopeMissing, ReasonKeysUnavailable, ReasonPolicyError,
+	ReasonProofInvalid, ReasonNonceRequired, ReasonSenderConstraintMissing, ReasonReplayStoreUnavailable,
 }
 
 // Outcome is what a decision asks the proxy to do; each maps to one row of
@@ -50,13 +56,14 @@ func OutcomeOf(r Reason) Outcome {
 	switch r {
 	case ReasonAllowed, ReasonModeOff:
 		return Allow
-	case ReasonTokenMissing, ReasonTokenInvalid:
+	case ReasonTokenMissing, ReasonTokenInvalid,
+		ReasonProofInvalid, ReasonNonceRequired, ReasonSenderConstraintMissing:
 		return Unauthorized
 	case ReasonACRTooLow, ReasonACRMissing, ReasonAuthTimeMissing, ReasonAuthTooOld:
 		return StepUp
 	case ReasonScopeMissing:
 		return InsufficientScope
-	case ReasonKeysUnavailable:
+	case ReasonKeysUnavailable, ReasonReplayStoreUnavailable:
 		return Unavailable
 	default:
 		return PolicyFailure

@@ -36,7 +36,7 @@ func Merge(layers ...Sourced) Policy {
 // merge is Resolve, recording provenance in prov when it is not nil.
 func merge(layers []Sourced, prov Provenance) Policy {
 	var p Policy
-	var done [5]bool
+	var done [6]bool
 	for _, s := range layers {
 		l := &s.Layer
 		if !done[0] && l.RequiredACR.Set {
@@ -81,6 +81,13 @@ func merge(layers []Sourced, prov Provenance) Policy {
 			p.Name = l.Name.Value
 			if prov != nil {
 				prov[FieldName] = s.String()
+			}
+		}
+		if !done[5] && l.SenderConstraint.Set {
+			done[5] = true
+			p.SenderConstraint = l.SenderConstraint.Value
+			if prov != nil {
+				prov[FieldSenderConstraint] = s.String()
 			}
 		}
 	}

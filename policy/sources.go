@@ -138,6 +138,12 @@ func (l *Layer) setField(key string, v any, levels Levels) *FieldError {
 			return fail("%q contains a control character", s)
 		}
 		l.Name = set(s)
+	case FieldSenderConstraint:
+		sc, err := parseSenderConstraint(v)
+		if err != nil {
+			return fail("%v", err)
+		}
+		l.SenderConstraint = set(sc)
 	default:
 		return fail("unknown policy field (known: %s)", strings.Join(Fields, ", "))
 	}

@@ -6,6 +6,8 @@ import (
 	"slices"
 	"testing"
 	"time"
+
+	"github.com/stepup-authz/stepup-authz/policy"
 )
 
 func TestDPoPDefaultsWithoutBlocks(t *testing.T) {
@@ -44,6 +46,12 @@ func TestDPoPEveryKey(t *testing.T) {
 	}
 	if cfg.MTLS.CertificateFrom != CertificateFromXFCC {
 		t.Errorf("mtls.certificate_from = %q", cfg.MTLS.CertificateFrom)
+	}
+	if sc := cfg.Routes[0].Layer.SenderConstraint; !sc.Set || sc.Value != policy.SenderDPoP {
+		t.Errorf("policy.routes[0].sender_constraint = %+v", sc)
+	}
+	if sc := cfg.Default.SenderConstraint; !sc.Set || sc.Value != policy.SenderEither {
+		t.Errorf("policy.default.sender_constraint = %+v", sc)
 	}
 }
 
