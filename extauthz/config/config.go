@@ -135,6 +135,9 @@ type Issuer struct {
 	// jwt_authn filter stores this issuer's verified payload; "" (the default)
 	// means tokens are always verified by stepup-authz itself.
 	JWTAuthnPayload string
+	// Introspection, when set, is how this issuer is asked about opaque tokens
+	// and lightweight JWTs (introspection.go).
+	Introspection *Introspection
 }
 
 // Rules returns how this issuer expresses authentication strength.

@@ -32,6 +32,7 @@ var (
 	issuerKeys = []string{
 		"issuer", "jwks_uri", "audiences", "algorithms", "acr_aliases", "amr_levels",
 		"require_typ", "challenge_acr_values", "ca_file", "jwt_authn_payload",
+		"introspection",
 	}
 	logKeys    = []string{"level", "format"}
 	policyKeys = []string{"default", "routes"}
@@ -312,6 +313,7 @@ func (b *builder) issuers(v any) []Issuer {
 		return nil
 	}
 	out := make([]Issuer, 0, len(l))
+	at := make([]int, 0, len(l)) // out[n] is issuers[at[n]]
 	seen := map[string]int{}
 	for i, e := range l {
 		p := index("issuers", i)
@@ -328,7 +330,9 @@ func (b *builder) issuers(v any) []Issuer {
 			}
 		}
 		out = append(out, iss)
+		at = append(at, i)
 	}
+	b.checkOpaqueTokens(out, at)
 	return out
 }
 
@@ -442,6 +446,9 @@ func (b *builder) issuer(p string, m map[string]any) Issuer {
 				b.add(kp, "%q %v", val, err)
 			}
 		})
+	}
+	if x := m["introspection"]; x != nil {
+		iss.Introspection = b.introspection(p+".introspection", x, &iss)
 	}
 	if iss.CAFile = optString("ca_file"); iss.CAFile != "" {
 		if data, err := readFile(iss.CAFile); err != nil {
