@@ -67,14 +67,14 @@ func TestIntrospectionSecretIsNeverPrinted(t *testing.T) {
 	}
 	in := cfg.Issuers[0].Introspection
 	for name, out := range map[string]string{
-		"%v":    fmt.Sprintf("%v", *in),
-		"%+v":   fmt.Sprintf("%+v", *in),
-		"%#v":   fmt.Sprintf("%#v", *in),
-		"%s":    fmt.Sprintf("%s", in.ClientSecret),
-		"%q":    fmt.Sprintf("%q", in.ClientSecret),
-		"%x":    fmt.Sprintf("%x", in.ClientSecret),
-		"json":  string(j),
-		"slog":  logged.String(),
+		"%v":   fmt.Sprintf("%v", *in),
+		"%+v":  fmt.Sprintf("%+v", *in),
+		"%#v":  fmt.Sprintf("%#v", *in),
+		"%s":   fmt.Sprintf("%s", in.ClientSecret),
+		"%q":   fmt.Sprintf("%q", in.ClientSecret),
+		"%x":   fmt.Sprintf("%x", in.ClientSecret),
+		"json": string(j),
+		"slog": logged.String(),
 	} {
 		if strings.Contains(out, value) {
 			t.Errorf("%s shows the secret: %s", name, out)
