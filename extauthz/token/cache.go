@@ -36,12 +36,17 @@ type cacheShard struct {
 type cacheEntry struct {
 	claims *policy.Claims
 	exp    time.Time
-	key    *key
+	// key verified the token's signature; nil for an opaque token, which only
+	// its introspection answer vouches for.
+	key *key
+	// denial, when set, is a remembered inactive introspection answer: claims
+	// is nil and the entry answers with this error until exp.
+	denial error
 }
 
 // usable reports whether e may be served at now.
 func (e *cacheEntry) usable(now time.Time) bool {
-	return now.Before(e.exp) && !e.key.revoked.Load()
+	return now.Before(e.exp) && (e.key == nil || !e.key.revoked.Load())
 }
 
 // newTokenCache returns a cache holding at most size (> 0) entries, spread over the
@@ -73,23 +78,30 @@ func (c *tokenCache) shard(sum *[sha256.Size]byte) *cacheShard {
 
 // get returns the cached claims for sum, or nil.
 func (c *tokenCache) get(sum *[sha256.Size]byte, now time.Time) *policy.Claims {
+	claims, _ := c.lookup(sum, now)
+	return claims
+}
+
+// lookup returns the cached claims for sum, or nil; or, for a remembered
+// inactive token, nil and its denial.
+func (c *tokenCache) lookup(sum *[sha256.Size]byte, now time.Time) (*policy.Claims, error) {
 	s := c.shard(sum)
 	s.mu.RLock()
 	e, ok := s.m[*sum]
 	s.mu.RUnlock()
 	if ok && e.usable(now) {
 		s.hits.Add(1)
-		return e.claims
+		return e.claims, e.denial
 	}
 	s.misses.Add(1)
 	if ok {
 		s.mu.Lock()
-		if cur, still := s.m[*sum]; still && cur.claims == e.claims {
+		if cur, still := s.m[*sum]; still && cur.claims == e.claims && cur.denial == e.denial {
 			delete(s.m, *sum)
 		}
 		s.mu.Unlock()
 	}
-	return nil
+	return nil, nil
 }
 
 // Cached returns the claims of raw when the verified-token cache holds it and
@@ -125,7 +137,11 @@ func (c *tokenCache) peek(sum *[sha256.Size]byte, now time.Time) *policy.Claims 
 // put remembers claims for sum, verified with k. Tokens already expired at now are not
 // stored. A full shard first drops an expired or revoked entry, else an arbitrary one.
 func (c *tokenCache) put(sum *[sha256.Size]byte, claims *policy.Claims, k *key, now time.Time) {
-	e := cacheEntry{claims: claims, exp: claims.Expiry, key: k}
+	c.putEntry(sum, cacheEntry{claims: claims, exp: claims.Expiry, key: k}, now)
+}
+
+// putEntry remembers e for sum unless it is already unusable at now.
+func (c *tokenCache) putEntry(sum *[sha256.Size]byte, e cacheEntry, now time.Time) {
 	if !e.usable(now) {
 		return
 	}

@@ -70,6 +70,8 @@ type IssuerStatus struct {
 	// LastError is the error of the latest fetch; "" when it succeeded.
 	LastError   string
 	LastSuccess time.Time
+	// Introspection is the issuer's introspection state; nil when it has none.
+	Introspection *IntrospectionStatus
 }
 
 // KeySets is the registry of per-issuer JWKS caches. It outlives configuration reloads:

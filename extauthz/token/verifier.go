@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
+	"golang.org/x/sync/singleflight"
 
 	"github.com/stepup-authz/stepup-authz/policy"
 )
@@ -53,6 +54,9 @@ type IssuerConfig struct {
 	// for this issuer and stored under this payload_in_metadata key (see
 	// VerifyEnvoyPayload); "" means this issuer's tokens are always verified here.
 	EnvoyPayloadKey string
+	// Introspection, when set, asks this issuer's introspection endpoint about
+	// opaque tokens and, with JWT, about its JWTs (introspection.go).
+	Introspection *IntrospectionConfig
 }
 
 // Options tune a Verifier.
@@ -66,6 +70,10 @@ type Options struct {
 	// MachineRule is not used by this package; it lets callers keep their verifier
 	// settings in one struct.
 	MachineRule string
+	// OnIntrospection, when set, is called once per attempted introspection with
+	// the issuer and one of the Introspect* results; it must be safe for
+	// concurrent use.
+	OnIntrospection func(issuer, result string)
 }
 
 // Verifier verifies bearer JWTs against a fixed set of issuers. Build one per
@@ -75,6 +83,11 @@ type Verifier struct {
 	order   []*issuer
 	now     func() time.Time
 	cache   *tokenCache // nil when disabled
+	// opaque is the issuer whose introspection takes tokens that are not JWTs
+	// (opaque_tokens); nil when none does.
+	opaque *issuer
+	// flights coalesces identical concurrent introspections.
+	flights singleflight.Group
 }
 
 // issuer is the verification state of one IssuerConfig.
@@ -86,6 +99,8 @@ type issuer struct {
 	keys      *keySet
 	// envoyKey is IssuerConfig.EnvoyPayloadKey.
 	envoyKey string
+	// introspect is set when the issuer is introspected (IssuerConfig.Introspection).
+	introspect *introspector
 }
 
 // NewVerifier checks the issuer configurations and returns a Verifier using ks for keys.
@@ -110,6 +125,9 @@ func NewVerifier(ks *KeySets, issuers []IssuerConfig, opts Options) (*Verifier, 
 		}
 		is, err := newIssuer(cfg, opts.ClockSkew, now)
 		if err != nil {
+			return nil, fmt.Errorf("issuers[%d] %q: %w", i, cfg.Issuer, err)
+		}
+		if err := v.addIntrospection(is, cfg, opts, now); err != nil {
 			return nil, fmt.Errorf("issuers[%d] %q: %w", i, cfg.Issuer, err)
 		}
 		v.issuers[cfg.Issuer] = is
@@ -213,7 +231,8 @@ func normalizeTyp(t string) string {
 }
 
 // WaitFirstFetch blocks until the first key fetch of every issuer finished, successfully
-// or not, or ctx is done.
+// or not, and every introspection endpoint that comes from discovery was looked up, or
+// ctx is done.
 func (v *Verifier) WaitFirstFetch(ctx context.Context) {
 	for _, is := range v.order {
 		select {
@@ -222,13 +241,16 @@ func (v *Verifier) WaitFirstFetch(ctx context.Context) {
 			return
 		}
 	}
+	v.discoverIntrospection(ctx)
 }
 
 // Status reports the key status of this Verifier's issuers, in configuration order.
 func (v *Verifier) Status() []IssuerStatus {
 	out := make([]IssuerStatus, 0, len(v.order))
 	for _, is := range v.order {
-		out = append(out, is.keys.status())
+		st := is.keys.status()
+		st.Introspection = is.introspectionStatus()
+		out = append(out, st)
 	}
 	return out
 }
@@ -253,16 +275,26 @@ func (v *Verifier) Verify(ctx context.Context, raw string) (*policy.Claims, erro
 		return nil, invalid(DetailTooLarge, "token is %d bytes, limit %d", len(raw), MaxTokenBytes)
 	}
 	var sum [sha256.Size]byte
-	if v.cache != nil {
+	if v.cache != nil || v.introspects() {
 		sum = hashToken(raw)
-		if c := v.cache.get(&sum, v.now()); c != nil {
+	}
+	if v.cache != nil {
+		if c, denial := v.cache.lookup(&sum, v.now()); c != nil {
 			cp := *c
 			return &cp, nil
+		} else if denial != nil {
+			return nil, denial
 		}
+	}
+	if v.opaque != nil && !isCompactJWS(raw) {
+		return v.introspected(ctx, v.opaque, raw, &sum, nil, nil)
 	}
 	c, k, err := v.verify(ctx, raw)
 	if err != nil {
 		return nil, err
+	}
+	if is := v.issuers[c.Issuer]; is.introspect != nil && is.introspect.cfg.JWT {
+		return v.introspected(ctx, is, raw, &sum, c, k)
 	}
 	if v.cache != nil {
 		v.cache.put(&sum, c, k, v.now())
