@@ -69,14 +69,14 @@ func isCompactJWS(raw string) bool {
 // caller's deadline, not by its cancellation (a request that went away must
 // not fail the others waiting on the same call); every caller waits at most
 // until its own ctx ends, then the token is unavailable, not invalid.
-func (v *Verifier) introspected(ctx context.Context, is *issuer, raw string, sum *[sha256.Size]byte, local *policy.Claims, k *key) (*policy.Claims, error) {
+func (v *Verifier) introspected(ctx context.Context, is *issuer, raw string, sum [sha256.Size]byte, local *policy.Claims, k *key) (*policy.Claims, error) {
 	// The token may point into the request's memory, and the call may outlive
 	// the request.
 	raw = strings.Clone(raw)
 	dl, hasDeadline := ctx.Deadline()
 	ch := v.flights.DoChan(string(sum[:]), func() (any, error) {
 		if v.cache != nil {
-			if c, denial := v.cache.lookup(sum, v.now()); c != nil || denial != nil {
+			if c, denial := v.cache.lookup(&sum, v.now()); c != nil || denial != nil {
 				return c, denial
 			}
 		}
@@ -89,7 +89,7 @@ func (v *Verifier) introspected(ctx context.Context, is *issuer, raw string, sum
 		}
 		defer cancel()
 		a, err := is.introspect.introspect(cctx, raw)
-		return v.settle(is, sum, a, err, local, k)
+		return v.settle(is, &sum, a, err, local, k)
 	})
 	select {
 	case r := <-ch:

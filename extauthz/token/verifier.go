@@ -287,14 +287,14 @@ func (v *Verifier) Verify(ctx context.Context, raw string) (*policy.Claims, erro
 		}
 	}
 	if v.opaque != nil && !isCompactJWS(raw) {
-		return v.introspected(ctx, v.opaque, raw, &sum, nil, nil)
+		return v.introspected(ctx, v.opaque, raw, sum, nil, nil)
 	}
 	c, k, err := v.verify(ctx, raw)
 	if err != nil {
 		return nil, err
 	}
 	if is := v.issuers[c.Issuer]; is.introspect != nil && is.introspect.cfg.JWT {
-		return v.introspected(ctx, is, raw, &sum, c, k)
+		return v.introspected(ctx, is, raw, sum, c, k)
 	}
 	if v.cache != nil {
 		v.cache.put(&sum, c, k, v.now())
