@@ -50,8 +50,11 @@ type Engine struct {
 // clients that fetch them, so that an unchanged issuer keeps its cached keys.
 type Runtime struct {
 	KeySets *token.KeySets
-	mu      sync.Mutex
-	clients map[[32]byte]*http.Client
+	// OnIntrospection, when set, is told the result of every introspection
+	// (serve counts them; check shows them).
+	OnIntrospection func(issuer, result string)
+	mu              sync.Mutex
+	clients         map[[32]byte]*http.Client
 }
 
 // NewRuntime returns a Runtime around ks.
@@ -78,13 +81,15 @@ func NewEngine(cfg *config.Config, rt *Runtime) (*Engine, *token.Verifier, error
 			HTTPClient: client,
 			// Envoy's jwt_authn stores payloads under its payload_in_metadata name.
 			EnvoyPayloadKey: iss.JWTAuthnPayload,
+			Introspection:   introspectionConfig(iss.Introspection),
 		})
 		r := iss.Rules()
 		rules[iss.Issuer] = &r
 	}
 	v, err := token.NewVerifier(rt.KeySets, issuers, token.Options{
-		ClockSkew: cfg.ClockSkew,
-		CacheSize: cfg.TokenCacheSize,
+		ClockSkew:       cfg.ClockSkew,
+		CacheSize:       cfg.TokenCacheSize,
+		OnIntrospection: rt.OnIntrospection,
 	})
 	if err != nil {
 		return nil, nil, err
@@ -101,6 +106,25 @@ func NewEngine(cfg *config.Config, rt *Runtime) (*Engine, *token.Verifier, error
 		Rules:     rules,
 		Verifier:  v,
 	}, v, nil
+}
+
+// introspectionConfig converts issuers[].introspection; nil stays nil.
+func introspectionConfig(in *config.Introspection) *token.IntrospectionConfig {
+	if in == nil {
+		return nil
+	}
+	return &token.IntrospectionConfig{
+		Endpoint:         in.Endpoint,
+		ClientID:         in.ClientID,
+		ClientSecret:     in.ClientSecret.Reveal(),
+		Auth:             in.Auth,
+		OpaqueTokens:     in.OpaqueTokens,
+		JWT:              in.JWT,
+		RequireAudience:  in.RequireAudience,
+		CacheTTL:         in.CacheTTL,
+		NegativeCacheTTL: in.NegativeCacheTTL,
+		MaxInFlight:      in.MaxInFlight,
+	}
 }
 
 // httpClient returns one client per distinct CA bundle, reused across

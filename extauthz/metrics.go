@@ -32,6 +32,9 @@ type Metrics struct {
 	// seconds); ConfigReloadSuccessful is 1 when the latest attempt succeeded.
 	ConfigReloadSuccessTime prometheus.Gauge
 	ConfigReloadSuccessful  prometheus.Gauge
+	// Introspections counts calls to introspection endpoints by result
+	// (token.IntrospectResults).
+	Introspections *prometheus.CounterVec
 
 	decisions decisionCounters
 	durations [numDecisionLabels][numCacheLabels]prometheus.Observer
@@ -104,9 +107,13 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "stepup_config_last_reload_successful",
 			Help: "1 when the latest config load or reload succeeded, 0 when it was refused and the previous config still serves.",
 		}),
+		Introspections: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "stepup_introspection_requests_total",
+			Help: "Token introspections (RFC 7662) attempted, by issuer and result: active, inactive, invalid, or why the endpoint could not answer.",
+		}, []string{"issuer", "result"}),
 	}
 	reg.MustRegister(m.Decisions, m.CheckDuration, m.InFlight, m.JWKSFetches, m.Reloads, m.LoopSuspected,
-		m.ConfigGeneration, m.ConfigReloadSuccessTime, m.ConfigReloadSuccessful)
+		m.ConfigGeneration, m.ConfigReloadSuccessTime, m.ConfigReloadSuccessful, m.Introspections)
 	// Pre-filled: series whose every label value can occur and that alerts
 	// divide by or watch for a first increase. Decisions are not: reason ×
 	// policy is mostly combinations that never happen.

@@ -66,10 +66,11 @@ var (
 	fixedDenials = func() map[policy.Reason]*authv3.CheckResponse {
 		m := map[policy.Reason]*authv3.CheckResponse{}
 		for r, dr := range map[policy.Reason]*authv3.DeniedHttpResponse{
-			policy.ReasonTokenMissing:    deniedNoToken,
-			policy.ReasonTokenInvalid:    deniedInvalid,
-			policy.ReasonKeysUnavailable: deniedUnavailable,
-			policy.ReasonPolicyError:     deniedPolicyError,
+			policy.ReasonTokenMissing:             deniedNoToken,
+			policy.ReasonTokenInvalid:             deniedInvalid,
+			policy.ReasonKeysUnavailable:          deniedUnavailable,
+			policy.ReasonIntrospectionUnavailable: deniedUnavailable,
+			policy.ReasonPolicyError:              deniedPolicyError,
 		} {
 			m[r] = &authv3.CheckResponse{
 				Status:          statusDenied,

@@ -64,7 +64,8 @@ func (s *Server) Check(ctx context.Context, req *authv3.CheckRequest) (*authv3.C
 	if dl, ok := ctx.Deadline(); ok {
 		// Answer while the caller still listens: Envoy drops a late answer and
 		// applies its own status_on_error, with no body. Waiting on a key refetch
-		// (unknown kid) therefore ends at 80% of the caller's deadline. The
+		// (unknown kid) or an introspection therefore ends at 80% of the
+		// caller's deadline. The
 		// deadline is armed only where a refetch can happen, for a token the
 		// verified-token cache does not hold (Engine.verify).
 		o.answerBy = dl.Add(-time.Until(dl) / 5)
@@ -212,6 +213,8 @@ func tokenDenial(err error, p policy.Policy) policy.Decision {
 		return policy.Deny(policy.ReasonTokenInvalid, invalid.Detail, p)
 	case errors.Is(err, token.ErrKeysUnavailable):
 		return policy.Deny(policy.ReasonKeysUnavailable, err.Error(), p)
+	case errors.Is(err, token.ErrIntrospectionUnavailable):
+		return policy.Deny(policy.ReasonIntrospectionUnavailable, err.Error(), p)
 	default:
 		return policy.Deny(policy.ReasonKeysUnavailable, err.Error(), p)
 	}

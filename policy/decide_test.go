@@ -291,6 +291,7 @@ func TestOutcomeOf(t *testing.T) {
 		{"auth_too_old asks for step-up", ReasonAuthTooOld, StepUp},
 		{"scope_missing is insufficient scope", ReasonScopeMissing, InsufficientScope},
 		{"keys_unavailable is unavailable", ReasonKeysUnavailable, Unavailable},
+		{"introspection_unavailable is unavailable", ReasonIntrospectionUnavailable, Unavailable},
 		{"policy_error is a policy failure", ReasonPolicyError, PolicyFailure},
 		{"an unknown reason fails closed as a policy failure", Reason("bogus"), PolicyFailure},
 		{"an empty reason fails closed as a policy failure", Reason(""), PolicyFailure},
@@ -318,6 +319,8 @@ func TestReasonsIsTheContractVocabulary(t *testing.T) {
 		"auth_time_missing", "auth_too_old", "scope_missing", "keys_unavailable", "policy_error",
 		// Added in December 2026 (sender-constrained tokens).
 		"proof_invalid", "nonce_required", "sender_constraint_missing", "replay_store_unavailable",
+		// Added in December 2026 (CONTRACT.md, "Opaque and lightweight tokens").
+		"introspection_unavailable",
 	}
 	got := make([]string, len(Reasons))
 	for i, r := range Reasons {

@@ -22,6 +22,9 @@ const (
 	ReasonNonceRequired           Reason = "nonce_required"
 	ReasonSenderConstraintMissing Reason = "sender_constraint_missing"
 	ReasonReplayStoreUnavailable  Reason = "replay_store_unavailable"
+	// ReasonIntrospectionUnavailable: the issuer's introspection endpoint could
+	// not say whether the token is active (RFC 7662; 503).
+	ReasonIntrospectionUnavailable Reason = "introspection_unavailable"
 )
 
 // Reasons lists every reason, for metrics that pre-register their labels.
@@ -30,6 +33,7 @@ var Reasons = []Reason{
 	ReasonACRTooLow, ReasonACRMissing, ReasonAuthTimeMissing, ReasonAuthTooOld,
 	ReasonScopeMissing, ReasonKeysUnavailable, ReasonPolicyError,
 	ReasonProofInvalid, ReasonNonceRequired, ReasonSenderConstraintMissing, ReasonReplayStoreUnavailable,
+	ReasonIntrospectionUnavailable,
 }
 
 // Outcome is what a decision asks the proxy to do; each maps to one row of
@@ -45,7 +49,8 @@ const (
 	StepUp
 	// InsufficientScope is a machine token without the route's scopes (403).
 	InsufficientScope
-	// Unavailable means no keys were ever obtained for the token's issuer (503).
+	// Unavailable means no keys were ever obtained for the token's issuer, or
+	// its introspection endpoint could not answer (503).
 	Unavailable
 	// PolicyFailure is a policy value that cannot be understood (500).
 	PolicyFailure
@@ -63,7 +68,7 @@ func OutcomeOf(r Reason) Outcome {
 		return StepUp
 	case ReasonScopeMissing:
 		return InsufficientScope
-	case ReasonKeysUnavailable, ReasonReplayStoreUnavailable:
+	case ReasonKeysUnavailable, ReasonReplayStoreUnavailable, ReasonIntrospectionUnavailable:
 		return Unavailable
 	default:
 		return PolicyFailure

@@ -148,6 +148,9 @@ func newApp(path string, v *config.Overrides, stderr *os.File, addrHints map[str
 		Logger: a.log,
 	})
 	a.rt = extauthz.NewRuntime(ks)
+	a.rt.OnIntrospection = func(issuer, result string) {
+		a.metrics.Introspections.WithLabelValues(issuer, result).Inc()
+	}
 	engine, verifier, err := extauthz.NewEngine(cfg, a.rt)
 	if err != nil {
 		ks.Close()
@@ -360,11 +363,23 @@ type issuerReport struct {
 	Keys        int    `json:"keys"`
 	LastError   string `json:"last_error,omitempty"`
 	LastSuccess string `json:"last_success,omitempty"`
+	// Introspection is set for an issuer that is introspected.
+	Introspection *introspectionReport `json:"introspection,omitempty"`
+}
+
+type introspectionReport struct {
+	Endpoint     string `json:"endpoint,omitempty"`
+	OpaqueTokens bool   `json:"opaque_tokens"`
+	// Ready: the endpoint is known (configured, or read from discovery).
+	Ready     bool   `json:"ready"`
+	LastError string `json:"last_error,omitempty"`
 }
 
 // readiness holds once the first key fetch of every configured issuer has
-// finished and at least one issuer holds keys: one IdP being down must not
-// take every replica out of service.
+// finished and at least one issuer can judge tokens: it holds keys, or it
+// takes opaque tokens and its introspection endpoint is known (configured, or
+// read from discovery). One IdP being down must not take every replica out of
+// service.
 func (a *app) readiness() (bool, []issuerReport) {
 	select {
 	case <-a.ready:
@@ -374,7 +389,7 @@ func (a *app) readiness() (bool, []issuerReport) {
 	reports := a.issuerReports()
 	anyKeys, allFetched := false, true
 	for _, r := range reports {
-		anyKeys = anyKeys || r.Keys > 0
+		anyKeys = anyKeys || r.Keys > 0 || (r.Introspection != nil && r.Introspection.OpaqueTokens && r.Introspection.Ready)
 		allFetched = allFetched && r.Fetched
 	}
 	return anyKeys && allFetched, reports
@@ -384,6 +399,9 @@ func (a *app) issuerReports() []issuerReport {
 	var out []issuerReport
 	for _, st := range a.currentVerifier().Status() {
 		r := issuerReport{Issuer: st.Issuer, Fetched: st.Fetched, Keys: st.Keys, LastError: st.LastError}
+		if in := st.Introspection; in != nil {
+			r.Introspection = &introspectionReport{Endpoint: in.Endpoint, OpaqueTokens: in.OpaqueTokens, Ready: in.Ready, LastError: in.LastError}
+		}
 		if !st.LastSuccess.IsZero() {
 			r.LastSuccess = st.LastSuccess.UTC().Format(time.RFC3339)
 		}
