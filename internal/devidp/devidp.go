@@ -68,6 +68,10 @@ type IdP struct {
 	jwksFault     atomic.Value // func(w http.ResponseWriter) bool
 	jwksURI       atomic.Value // string: the discovery document's jwks_uri; "" means the default
 	now           func() time.Time
+	// references: opaque tokens, lightweight tokens' claims, revocations
+	// (introspection.go); made on first use.
+	refsOnce   sync.Once
+	references *references
 }
 
 // New returns an IdP with one RS256, one ES256 and one EdDSA key; RS256 signs
@@ -189,7 +193,9 @@ func (i *IdP) UserToken(sub, acr string, age time.Duration) (string, error) {
 //
 //	GET  /.well-known/openid-configuration
 //	GET  /jwks.json
-//	POST /token  (form: sub, acr, auth_age_seconds, scope, client_id) -> {"access_token": ...}
+//	POST /token  (form: sub, acr, auth_age_seconds, scope, client_id, and
+//	              format: jwt (default), opaque or lightweight) -> {"access_token": ...}
+//	POST /introspect (RFC 7662, client IntrospectionClientID)
 func (i *IdP) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /.well-known/openid-configuration", func(w http.ResponseWriter, r *http.Request) {
@@ -199,11 +205,13 @@ func (i *IdP) Handler() http.Handler {
 			jwksURI = i.Issuer + "/jwks.json"
 		}
 		writeJSON(w, map[string]any{
-			"issuer":                                i.Issuer,
-			"jwks_uri":                              jwksURI,
-			"token_endpoint":                        i.Issuer + "/token",
-			"acr_values_supported":                  []string{"aal1", "aal2", "aal3"},
-			"id_token_signing_alg_values_supported": []string{"RS256", "ES256", "EdDSA"},
+			"issuer":                 i.Issuer,
+			"jwks_uri":               jwksURI,
+			"token_endpoint":         i.Issuer + "/token",
+			"introspection_endpoint": i.Issuer + "/introspect",
+			"introspection_endpoint_auth_methods_supported": []string{"client_secret_basic", "client_secret_post"},
+			"acr_values_supported":                          []string{"aal1", "aal2", "aal3"},
+			"id_token_signing_alg_values_supported":         []string{"RS256", "ES256", "EdDSA"},
 		})
 	})
 	mux.HandleFunc("GET /jwks.json", func(w http.ResponseWriter, r *http.Request) {
@@ -219,6 +227,7 @@ func (i *IdP) Handler() http.Handler {
 		w.Header().Set("Content-Type", "application/jwk-set+json")
 		_, _ = w.Write(b)
 	})
+	mux.HandleFunc("POST /introspect", i.introspect)
 	mux.HandleFunc("POST /token", func(w http.ResponseWriter, r *http.Request) {
 		if err := r.ParseForm(); err != nil {
 			http.Error(w, err.Error(), http.StatusBadRequest)
@@ -239,7 +248,18 @@ func (i *IdP) Handler() http.Handler {
 		if id := r.Form.Get("client_id"); id != "" {
 			c["client_id"] = id
 		}
-		tok, err := i.Mint(c)
+		mint := i.Mint
+		switch r.Form.Get("format") {
+		case "", "jwt":
+		case "opaque":
+			mint = i.MintOpaque
+		case "lightweight":
+			mint = i.MintLightweight
+		default:
+			http.Error(w, "format: not one of jwt, opaque, lightweight", http.StatusBadRequest)
+			return
+		}
+		tok, err := mint(c)
 		if err != nil {
 			http.Error(w, err.Error(), http.StatusInternalServerError)
 			return
