@@ -138,7 +138,11 @@ func runDev(ctx context.Context, f *devFlags, out, errw io.Writer) error {
 		}
 		defer os.RemoveAll(dir)
 		cfgPath := filepath.Join(dir, "config.yaml")
-		if err := os.WriteFile(cfgPath, []byte(devConfig(f, idp.Issuer)), 0o600); err != nil {
+		secretPath := filepath.Join(dir, "introspection-secret")
+		if err := os.WriteFile(secretPath, []byte(idp.IntrospectionSecret()+"\n"), 0o600); err != nil {
+			return err
+		}
+		if err := os.WriteFile(cfgPath, []byte(devConfig(f, idp.Issuer, secretPath)), 0o600); err != nil {
 			return err
 		}
 		a, err := newApp(cfgPath, config.NewViper(), errFile(errw), map[string]string{"listen.grpc": "--grpc-addr", "listen.admin": "--admin-addr"})
@@ -203,13 +207,18 @@ func serveHTTP(ctx context.Context, lis net.Listener, h http.Handler, errc chan<
 	}
 }
 
-func devConfig(f *devFlags, issuer string) string {
+func devConfig(f *devFlags, issuer, secretFile string) string {
 	return fmt.Sprintf(`# stepup-authz dev: policies come from the proxy's route metadata (envoy/envoy.yaml).
 listen: { grpc: %q, admin: %q }
 issuers:
   - issuer: %q
     jwks_uri: %q
     audiences: [%q]
+    # Opaque tokens (dev token --opaque) are introspected at the dev IdP.
+    introspection:
+      client_id: %q
+      client_secret_file: %q
+      opaque_tokens: true
 log: { level: info }
 policy:
   routes:
@@ -221,7 +230,7 @@ policy:
     - name: demo-page-assets
       match: { path_prefix: "/devui/", methods: ["GET", "HEAD"] }
       mode: "off"
-`, f.grpcAddr, f.adminAddr, issuer, issuer+"/jwks.json", devAudience)
+`, f.grpcAddr, f.adminAddr, issuer, issuer+"/jwks.json", devAudience, devidp.IntrospectionClientID, secretFile)
 }
 
 // devPageOrigins are the origins the demo page can have: the proxy's address,
@@ -302,7 +311,7 @@ func (b *devBanner) print(w io.Writer) {
 	} else {
 		fmt.Fprintf(w, "  demo page                 http://%s/   (only if your server lets GET / and /devui/ through without a token)\n", f.proxyAddr)
 	}
-	fmt.Fprintf(w, "  dev identity provider     %s   (discovery, /jwks.json, POST /token)\n", b.issuer)
+	fmt.Fprintf(w, "  dev identity provider     %s   (discovery, /jwks.json, POST /token, POST /introspect)\n", b.issuer)
 	fmt.Fprintf(w, "  demo app (upstream)       http://%s\n", f.appAddr)
 	if f.authzAddr == "" {
 		fmt.Fprintf(w, "  stepup-authz gRPC         %s   admin http://%s/readyz  /metrics\n", f.grpcAddr, f.adminAddr)
@@ -353,6 +362,13 @@ func (b *devBanner) print(w io.Writer) {
 		fmt.Fprintf(w, "  TOKEN=$(%s --acr %s)\n\n", tokenCmd, ex.strongLevel)
 		fmt.Fprintf(w, "  # 3. retry: allowed; the app echoes the x-stepup-* headers it received\n")
 		fmt.Fprintf(w, "  curl -i -X %s -H \"Authorization: Bearer $TOKEN\" http://%s%s\n\n", ex.method, f.proxyAddr, ex.path)
+		if f.authzAddr == "" {
+			fmt.Fprintf(w, "  # 4. the same with opaque (reference) tokens, which stepup-authz introspects at the IdP\n")
+			fmt.Fprintf(w, "  TOKEN=$(%s --opaque %s)\n", tokenCmd, ex.weakArgs)
+			fmt.Fprintf(w, "  curl -i -X %s -H \"Authorization: Bearer $TOKEN\" http://%s%s\n", ex.method, f.proxyAddr, ex.path)
+			fmt.Fprintf(w, "  TOKEN=$(%s --opaque --acr %s)\n", tokenCmd, ex.strongLevel)
+			fmt.Fprintf(w, "  curl -i -X %s -H \"Authorization: Bearer $TOKEN\" http://%s%s\n\n", ex.method, f.proxyAddr, ex.path)
+		}
 	} else {
 		fmt.Fprintf(w, "  # no route in %s asks for step-up (required_acr or max_age); any valid token:\n", b.bootstrap)
 		fmt.Fprintf(w, "  TOKEN=$(%s --acr aal1)\n", tokenCmd)
@@ -460,6 +476,7 @@ func stepUpExample(routes []proxy.Route) (devExample, bool) {
 
 func newDevTokenCmd() *cobra.Command {
 	var idpURL, acr, sub, scope, clientID string
+	var opaque bool
 	var age time.Duration
 	cmd := &cobra.Command{
 		Use:   "token --acr LEVEL",
@@ -472,6 +489,9 @@ func newDevTokenCmd() *cobra.Command {
 			}
 			if clientID != "" {
 				form.Set("client_id", clientID)
+			}
+			if opaque {
+				form.Set("format", "opaque")
 			}
 			tok, err := mintDevToken(cmd.Context(), strings.TrimSuffix(idpURL, "/")+"/token", form)
 			if err != nil {
@@ -488,6 +508,7 @@ func newDevTokenCmd() *cobra.Command {
 	fl.DurationVar(&age, "age", 0, "how long ago the user authenticated (auth_time = now - age)")
 	fl.StringVar(&scope, "scope", "", "scope claim (space-separated)")
 	fl.StringVar(&clientID, "client-id", "", "client_id claim (equal to --sub makes a machine token)")
+	fl.BoolVar(&opaque, "opaque", false, "mint an opaque (reference) token, which stepup-authz introspects at the dev IdP")
 	return cmd
 }
 
