@@ -325,6 +325,8 @@ const (
 	accepted expectKind = iota
 	invalidToken
 	noToken
+	// introspectionDown is 503 introspection_unavailable.
+	introspectionDown
 )
 
 type expectation struct {
@@ -342,6 +344,8 @@ func (e expectation) String() string {
 		return "**allowed**"
 	case noToken:
 		return "401 `Bearer` (no token)"
+	case introspectionDown:
+		return "503 `introspection_unavailable`"
 	default:
 		return "401 `invalid_token`"
 	}
@@ -353,6 +357,8 @@ type attack struct {
 	name  string
 	req   req
 	want  expectation
+	// on, when set, is the harness the row is sent to (introspection rows).
+	on *attackHarness
 }
 
 // attackRows builds every attack against h. Each row's request targets /home, whose
@@ -622,9 +628,14 @@ func attackRows(t *testing.T, h *attackHarness) []attack {
 func TestAttackTokens(t *testing.T) {
 	h := newAttackHarness(t)
 	rows := attackRows(t, h)
+	rows = append(rows, introspectionAttackRows(t)...)
 	invalid := denial{401, `{"error":"unauthorized"}`, `Bearer error="invalid_token"`}
 	for _, row := range rows {
 		t.Run(row.name, func(t *testing.T) {
+			h := h
+			if row.on != nil {
+				h = row.on
+			}
 			from := len(h.logs.String())
 			resp := h.check(t, row.req)
 			switch row.want.kind {
@@ -643,6 +654,9 @@ func TestAttackTokens(t *testing.T) {
 				if got := loggedDetail(t, h.logs.String()[from:]); got != row.want.detail {
 					t.Errorf("logged detail %q, want %q", got, row.want.detail)
 				}
+			case introspectionDown:
+				expectDenied(t, resp, denial{503, `{"error":"temporarily_unavailable"}`, ""})
+				expectReason(t, resp, "deny", "introspection_unavailable")
 			}
 		})
 	}

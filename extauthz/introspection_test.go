@@ -3,6 +3,7 @@ package extauthz_test
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -32,6 +33,7 @@ import (
 // result.
 type introspected struct {
 	*harness
+	logs    *lockedBuffer // JSON log lines
 	mu      sync.Mutex
 	results map[string]int
 }
@@ -62,7 +64,7 @@ func startIntrospected(t *testing.T, cfgYAML string) *introspected {
 	if err != nil {
 		t.Fatalf("config: %v", err)
 	}
-	h := &introspected{results: map[string]int{}}
+	h := &introspected{results: map[string]int{}, logs: &lockedBuffer{}}
 	ks := token.NewKeySets(token.KeySetOptions{})
 	t.Cleanup(ks.Close)
 	rt := extauthz.NewRuntime(ks)
@@ -83,7 +85,7 @@ func startIntrospected(t *testing.T, cfgYAML string) *introspected {
 		t.Fatal(err)
 	}
 	gs := grpc.NewServer()
-	authv3.RegisterAuthorizationServer(gs, extauthz.NewServer(engine, extauthz.Options{}))
+	authv3.RegisterAuthorizationServer(gs, extauthz.NewServer(engine, extauthz.Options{Logger: slog.New(slog.NewJSONHandler(h.logs, nil))}))
 	go func() { _ = gs.Serve(lis) }()
 	t.Cleanup(gs.Stop)
 	conn, err := grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
