@@ -43,8 +43,8 @@ func TestDevPlayground(t *testing.T) {
 		t.Errorf("the banner does not explain how to mint tokens:\n%s", out.String())
 	}
 
-	token := func(acr string) string {
-		code, stdout, stderr := run(t, nil, "dev", "token", "--idp", "http://"+addrs["idp-addr"], "--acr", acr)
+	token := func(acr string, extra ...string) string {
+		code, stdout, stderr := run(t, nil, append([]string{"dev", "token", "--idp", "http://" + addrs["idp-addr"], "--acr", acr}, extra...)...)
 		if code != 0 {
 			t.Fatalf("dev token: exit %d: %s", code, stderr)
 		}
@@ -66,6 +66,16 @@ func TestDevPlayground(t *testing.T) {
 	}
 	if code, body := post(token("aal2")); code != 200 || !strings.Contains(body, `"x-stepup-acr":"aal2"`) {
 		t.Fatalf("aal2: %d %s", code, body)
+	}
+	// The same story with opaque tokens, which the server introspects at the dev IdP.
+	if tok := token("aal1", "--opaque"); strings.Contains(tok, ".") {
+		t.Fatalf("dev token --opaque printed a JWT: %s", tok)
+	}
+	if code, body := post(token("aal1", "--opaque")); code != 401 || !strings.Contains(body, "step_up_required") {
+		t.Fatalf("opaque aal1: %d %s", code, body)
+	}
+	if code, body := post(token("aal2", "--opaque")); code != 200 || !strings.Contains(body, `"x-stepup-acr":"aal2"`) {
+		t.Fatalf("opaque aal2: %d %s", code, body)
 	}
 
 	if err := cmd.Process.Signal(syscall.SIGINT); err != nil {
