@@ -78,6 +78,13 @@ var mutations = []mutation{
 	{"securitypolicy-context-extension-misspelled", "overlays/envoy-gateway/app/securitypolicy.yaml", "- name: max_age", "- name: maxage"},
 	{"referencegrant-wrong-namespace", "overlays/envoy-gateway/referencegrant.yaml", "namespace: payments", "namespace: shop"},
 
+	// Monitoring: ServiceMonitor and PrometheusRule decoded into the Prometheus Operator's types.
+	{"servicemonitor-wrong-port", "monitoring/servicemonitor.yaml", "  - port: admin", "  - port: grpc"},
+	{"servicemonitor-unknown-field", "monitoring/servicemonitor.yaml", "honorLabels: false", "honourLabels: false"},
+	{"servicemonitor-selects-nothing", "monitoring/servicemonitor.yaml", "    matchLabels:\n      app.kubernetes.io/name: stepup-authz", "    matchLabels:\n      app.kubernetes.io/name: stepup"},
+	{"prometheusrule-unknown-field", "monitoring/prometheusrule.yaml", "      for: 10m", "      fro: 10m"},
+	{"prometheusrule-alert-without-severity", "monitoring/prometheusrule.yaml", "        severity: critical", "        priority: critical"},
+
 	// Plain Envoy's cluster.
 	{"envoy-cluster-not-headless", "envoy/stepup-authz-cluster.yaml", "stepup-authz-headless.stepup", "stepup-authz.stepup"},
 	{"envoy-cluster-without-http2", "envoy/stepup-authz-cluster.yaml", "http2_protocol_options: {}", "http_protocol_options: {}"},

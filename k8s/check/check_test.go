@@ -33,6 +33,7 @@ func TestShippedManifests(t *testing.T) {
 func TestEveryOverlayRenders(t *testing.T) {
 	want := []string{
 		"base",
+		"monitoring",
 		"overlays/envoy-gateway",
 		"overlays/envoy-gateway/app",
 		"overlays/istio",

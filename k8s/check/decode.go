@@ -9,6 +9,7 @@ import (
 	"strings"
 
 	egv1a1 "github.com/envoyproxy/gateway/api/v1alpha1"
+	monitoringv1 "github.com/prometheus-operator/prometheus-operator/pkg/apis/monitoring/v1"
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/reflect/protoreflect"
@@ -36,6 +37,7 @@ var scheme = func() *runtime.Scheme {
 		autoscalingv2.AddToScheme, networkingv1.AddToScheme,
 		istiosecv1.AddToScheme, istionetv1.AddToScheme, istionetv1alpha3.AddToScheme,
 		gwv1.Install, gwv1beta1.Install, egv1a1.AddToScheme,
+		monitoringv1.AddToScheme,
 	} {
 		if err := add(s); err != nil {
 			panic(err)

@@ -82,6 +82,7 @@ func (t *Tree) checkAll() {
 	t.checkIstio()
 	t.checkEnvoyGateway()
 	t.checkEnvoyCluster()
+	t.checkMonitoring()
 }
 
 func (t *Tree) add(r *Render, o *Object, path, format string, args ...any) {
