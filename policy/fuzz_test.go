@@ -135,7 +135,8 @@ func FuzzParseContextExtensions(f *testing.F) {
 // FuzzNormalizePath checks the path normalisation that decides which config route
 // (and so which step-up policy) applies: no panic, the result is a normal form
 // (idempotent, no dot segments, no repeated slashes, no encoded unreserved
-// characters), and encoded slashes and backslashes are refused, never guessed.
+// characters, nothing raw that Envoy would have encoded), and encoded slashes and
+// backslashes are refused, never guessed.
 func FuzzNormalizePath(f *testing.F) {
 	for _, s := range []string{
 		"/", "", "*", "/api/payout-destination", "/api//x/../payout-destination?from=app",
@@ -175,6 +176,11 @@ func FuzzNormalizePath(f *testing.F) {
 		for _, seg := range strings.Split(got, "/") {
 			if seg == "." || seg == ".." {
 				t.Fatalf("%q -> %q keeps a dot segment", p, got)
+			}
+		}
+		for i := 0; i < len(got); i++ {
+			if mustEscape(got[i]) {
+				t.Fatalf("%q -> %q keeps a byte Envoy would have percent-encoded (%#x)", p, got, got[i])
 			}
 		}
 		for i := 0; i+2 < len(got); i++ {

@@ -392,6 +392,8 @@ func TestValidateMatch(t *testing.T) {
 		{name: "a path with a dot-dot could never match", m: RouteMatch{Path: "/a/../b"}, wantErr: `"/a/../b" is not normalised (requests are matched as "/b")`},
 		{name: "a prefix with an encoded letter could never match", m: RouteMatch{PathPrefix: "/%61pi"}, wantErr: `"/%61pi" is not normalised (requests are matched as "/api")`},
 		{name: "a prefix with a lower-case escape could never match", m: RouteMatch{PathPrefix: "/a%3a"}, wantErr: `(requests are matched as "/a%3A")`},
+		{name: "a prefix with raw non-ASCII could never match", m: RouteMatch{PathPrefix: "/café"}, wantErr: `"/café" is not normalised (requests are matched as "/caf%C3%A9")`},
+		{name: "a path with a raw space could never match", m: RouteMatch{Path: "/a b"}, wantErr: `(requests are matched as "/a%20b")`},
 		{name: "a prefix with a query could never match", m: RouteMatch{PathPrefix: "/api?x"}, wantErr: `(requests are matched as "/api")`},
 		{name: "a prefix with an encoded slash is refused", m: RouteMatch{PathPrefix: "/api%2Fx"}, wantErr: "encoded slash"},
 		{name: "a path with a backslash is refused", m: RouteMatch{Path: `/api\x`}, wantErr: "backslash"},

@@ -8,10 +8,15 @@ import (
 // NormalizePath turns the path Envoy sends into the form route rules match,
 // the same way shipped Envoy configs normalise it (normalize_path,
 // merge_slashes): the query string is dropped, percent-encoded unreserved
-// characters are decoded (RFC 3986 §6.2.2.2), dot segments are resolved
-// (RFC 3986 §5.2.4) and then repeated slashes are merged. An encoded slash or a
-// backslash is refused: proxies and apps disagree on what they mean, and a
-// guess here is a bypass there.
+// characters are decoded (RFC 3986 §6.2.2.2), bytes that may not appear raw
+// in a path are percent-encoded as Envoy's canonicaliser does (controls,
+// space, "<>^`{|}, DEL and non-ASCII), dot segments are resolved
+// (RFC 3986 §5.2.4) and then repeated slashes are merged. Escapes are
+// upper-cased (RFC 3986 §6.2.2.1; Envoy keeps their case, so this matches
+// strictly more spellings of the same path). An encoded slash or a backslash is
+// refused: proxies and apps disagree on what they mean, and a guess here is a
+// bypass there. So is a '%' that does not start an escape, which Envoy would
+// forward unchanged for the app to guess at.
 func NormalizePath(p string) (string, error) {
 	if i := strings.IndexAny(p, "?#"); i >= 0 {
 		p = p[:i]
@@ -51,6 +56,12 @@ func NormalizePath(p string) (string, error) {
 				b.WriteByte(upperHex(p[i+2]))
 			}
 			i += 2
+		case mustEscape(c):
+			// Envoy sends "/café" as "/caf%C3%A9" (normalize_path): a rule written either
+			// way must match it, and ValidateMatch turns the raw spelling away.
+			b.WriteByte('%')
+			b.WriteByte(hexDigits[c>>4])
+			b.WriteByte(hexDigits[c&0xf])
 		default:
 			b.WriteByte(c)
 		}
@@ -62,17 +73,36 @@ func NormalizePath(p string) (string, error) {
 
 func needsWork(p string) bool {
 	for i := 0; i < len(p); i++ {
-		switch p[i] {
+		switch c := p[i]; c {
 		case '%', '\\':
 			return true
 		case '/':
 			if i+1 < len(p) && (p[i+1] == '/' || p[i+1] == '.') {
 				return true
 			}
+		default:
+			if mustEscape(c) {
+				return true
+			}
 		}
 	}
 	return false
 }
+
+// mustEscape reports the bytes Envoy's path canonicaliser percent-encodes
+// (Chromium's kPathCharLookup as snapshotted in Envoy,
+// source/common/chromium_url/url_canon_path.cc: controls, space, '"', '<', '>',
+// '^', '`', '{', '|', '}', DEL and every byte >= 0x80). '#', '?' and '%' never
+// reach here; NUL, which Envoy refuses, is kept encoded like "%00".
+func mustEscape(c byte) bool {
+	switch c {
+	case '"', '<', '>', '^', '`', '{', '|', '}':
+		return true
+	}
+	return c <= ' ' || c >= 0x7f
+}
+
+const hexDigits = "0123456789ABCDEF"
 
 func mergeSlashes(p string) string {
 	if !strings.Contains(p, "//") {

@@ -43,7 +43,14 @@ func TestNormalizePath(t *testing.T) {
 		{"an encoded percent is kept, so nothing is decoded twice", "/a%252Fb", "/a%252Fb"},
 		{"an encoded NUL is kept encoded", "/a%00b", "/a%00b"},
 		{"UTF-8 escapes are kept and upper-cased", "/caf%c3%a9", "/caf%C3%A9"},
-		{"raw non-ASCII bytes are kept", "/café", "/café"},
+		// Envoy's normalize_path percent-encodes these (Chromium's path canonicaliser), so
+		// requests arrive encoded and a rule written raw must be normalised the same way.
+		{"raw non-ASCII bytes are percent-encoded, as Envoy sends them", "/café", "/caf%C3%A9"},
+		{"a raw space is percent-encoded", "/a b", "/a%20b"},
+		{"characters that may not appear raw are percent-encoded", "/\"<>^`{|}", "/%22%3C%3E%5E%60%7B%7C%7D"},
+		{"control characters and DEL are percent-encoded", "/a\tb\x01\x7f", "/a%09b%01%7F"},
+		{"a raw NUL is kept encoded, like an encoded one", "/a\x00b", "/a%00b"},
+		{"reserved characters allowed raw stay raw", "/a!$&'()*+,;=:@[]b", "/a!$&'()*+,;=:@[]b"},
 		{"the asterisk form of OPTIONS is kept", "*", "*"},
 		{"the asterisk form keeps no query", "*?x", "*"},
 		// Dot segments are resolved before slashes are merged, as Envoy does
