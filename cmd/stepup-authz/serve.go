@@ -358,13 +358,26 @@ func (a *app) awaitReady(ctx context.Context) {
 }
 
 type issuerReport struct {
-	Issuer      string `json:"issuer"`
-	Fetched     bool   `json:"fetched"`
-	Keys        int    `json:"keys"`
-	LastError   string `json:"last_error,omitempty"`
-	LastSuccess string `json:"last_success,omitempty"`
+	Issuer string `json:"issuer"`
+	// State and Message say what the rest means (token.IssuerStatus.State, Message).
+	State   string `json:"state"`
+	Message string `json:"message"`
+	// Fetched is true once the first fetch attempt finished, whether or not it succeeded.
+	Fetched     bool            `json:"fetched"`
+	Keys        int             `json:"keys"`
+	Skipped     int             `json:"skipped"`
+	SkippedKeys []skippedReport `json:"skipped_keys,omitempty"`
+	LastError   string          `json:"last_error,omitempty"`
+	LastSuccess string          `json:"last_success,omitempty"`
 	// Introspection is set for an issuer that is introspected.
 	Introspection *introspectionReport `json:"introspection,omitempty"`
+}
+
+type skippedReport struct {
+	KID    string `json:"kid"`
+	Kty    string `json:"kty,omitempty"`
+	Crv    string `json:"crv,omitempty"`
+	Reason string `json:"reason"`
 }
 
 type introspectionReport struct {
@@ -395,10 +408,37 @@ func (a *app) readiness() (bool, []issuerReport) {
 	return anyKeys && allFetched, reports
 }
 
+// readinessMessage says why the replica is or is not ready, and what to look at.
+func readinessMessage(ok bool, reports []issuerReport) string {
+	withKeys, fetching := 0, 0
+	for _, r := range reports {
+		if r.Keys > 0 || (r.Introspection != nil && r.Introspection.OpaqueTokens && r.Introspection.Ready) {
+			withKeys++
+		}
+		if !r.Fetched {
+			fetching++
+		}
+	}
+	switch {
+	case ok && withKeys == len(reports):
+		return fmt.Sprintf("ready: all %d issuers can judge tokens (keys held, or opaque tokens introspected)", len(reports))
+	case ok:
+		return fmt.Sprintf("ready: %d of %d issuers can judge tokens; tokens of the others get 503 until their keys are fetched (see each issuer's message)", withKeys, len(reports))
+	case fetching > 0 || withKeys > 0:
+		return fmt.Sprintf("not ready: the first key fetch of %d of %d issuers has not finished", fetching, len(reports))
+	default:
+		return "not ready: no issuer holds keys (or introspects opaque tokens), so every token would get 503; see each issuer's last_error and check that their jwks_uri is reachable from this server"
+	}
+}
+
 func (a *app) issuerReports() []issuerReport {
 	var out []issuerReport
 	for _, st := range a.currentVerifier().Status() {
-		r := issuerReport{Issuer: st.Issuer, Fetched: st.Fetched, Keys: st.Keys, LastError: st.LastError}
+		r := issuerReport{Issuer: st.Issuer, State: st.State(), Message: st.Message(),
+			Fetched: st.Fetched, Keys: st.Keys, Skipped: st.Skipped, LastError: st.LastError}
+		for _, k := range st.SkippedKeys {
+			r.SkippedKeys = append(r.SkippedKeys, skippedReport{KID: k.KID, Kty: k.Kty, Crv: k.Crv, Reason: k.Reason})
+		}
 		if in := st.Introspection; in != nil {
 			r.Introspection = &introspectionReport{Endpoint: in.Endpoint, OpaqueTokens: in.OpaqueTokens, Ready: in.Ready, LastError: in.LastError}
 		}
@@ -423,7 +463,7 @@ func (a *app) adminMux() *http.ServeMux {
 		if !ok {
 			w.WriteHeader(http.StatusServiceUnavailable)
 		}
-		_ = json.NewEncoder(w).Encode(map[string]any{"ready": ok, "issuers": reports})
+		_ = json.NewEncoder(w).Encode(map[string]any{"ready": ok, "message": readinessMessage(ok, reports), "issuers": reports})
 	})
 	mux.Handle("GET /metrics", promhttp.HandlerFor(a.reg, promhttp.HandlerOpts{}))
 	return mux

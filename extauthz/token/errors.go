@@ -16,10 +16,11 @@ import (
 var ErrNoToken = errors.New("no bearer token")
 
 // ErrKeysUnavailable is wrapped by Verify's error when no key set was ever obtained for
-// the token's issuer, or when the token's key is unknown and the refetch that could
-// bring it had not finished when Verify's context ended: the token cannot be judged,
-// so the caller answers 503, not 401.
-var ErrKeysUnavailable = errors.New("no keys available for issuer")
+// the token's issuer, or when the token names a kid the held keys lack and no fetch that
+// could bring its key finishes before Verify's context ends (the refetch is rate limited
+// and scheduled for later, or still running): the token cannot be judged, so the caller
+// answers 503, not 401.
+var ErrKeysUnavailable = errors.New("keys unavailable")
 
 // Detail values of [InvalidError]: short, stable, lower_snake words for logs and metrics.
 const (
@@ -41,6 +42,11 @@ const (
 	DetailKeyMismatch         = "key_mismatch"
 	DetailBadSignature        = "bad_signature"
 	DetailInvalidClaims       = "invalid_claims"
+
+	// DetailKeyRefused: the token names a kid that its issuer's JWKS publishes, but
+	// with a key this server refuses (an RSA key under 2048 bits, an unsupported
+	// curve, ...; the log line of the fetch says which and why).
+	DetailKeyRefused = "key_refused"
 )
 
 // InvalidError reports a token that is present but not acceptable (the caller answers 401

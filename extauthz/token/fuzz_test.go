@@ -48,7 +48,9 @@ func fuzzVerifier(f *testing.F) (*Verifier, testKey, testKey) {
 	f.Helper()
 	ed, ec := fuzzKeys(f)
 	p := newIDP(f, ed, ec)
-	ks := NewKeySets(KeySetOptions{Now: func() time.Time { return fuzzNow }})
+	// The clock stands still, so an unknown kid's refetch is never rate limited: it
+	// would otherwise wait MinRefetch of real time for every such input.
+	ks := NewKeySets(KeySetOptions{Now: func() time.Time { return fuzzNow }, MinRefetch: time.Nanosecond})
 	f.Cleanup(ks.Close)
 	v, err := NewVerifier(ks, []IssuerConfig{{Issuer: fuzzIssuer, JWKSURI: p.jwksURI(), Audiences: []string{testAudience}}},
 		Options{ClockSkew: 30 * time.Second, Now: func() time.Time { return fuzzNow }})

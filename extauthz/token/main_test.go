@@ -35,10 +35,20 @@ const testAudience = "https://api.example.com"
 // t0 is the fixed start of every test clock.
 var t0 = time.Date(2030, 1, 2, 3, 4, 5, 0, time.UTC)
 
-// clock is a settable time source, so no test sleeps.
+// clock is a settable time source, so no test sleeps. By default a timer set with
+// AfterFunc lets its time pass at once (the clock jumps to it and f runs), as if the
+// test had waited; in manual mode timers fire only when Advance reaches them.
 type clock struct {
-	mu sync.Mutex
-	t  time.Time
+	mu     sync.Mutex
+	t      time.Time
+	manual bool
+	timers []*fakeTimer
+}
+
+type fakeTimer struct {
+	at   time.Time
+	f    func()
+	done bool // fired or stopped
 }
 
 func newClock() *clock { return &clock{t: t0} }
@@ -49,10 +59,64 @@ func (c *clock) Now() time.Time {
 	return c.t
 }
 
-func (c *clock) Advance(d time.Duration) {
+// Manual makes timers wait for Advance.
+func (c *clock) Manual() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	c.manual = true
+}
+
+// Advance moves the clock and runs, in order, the timers it reaches.
+func (c *clock) Advance(d time.Duration) {
+	c.mu.Lock()
 	c.t = c.t.Add(d)
+	var due []*fakeTimer
+	for _, tm := range c.timers {
+		if !tm.done && !tm.at.After(c.t) {
+			tm.done = true
+			due = append(due, tm)
+		}
+	}
+	c.mu.Unlock()
+	for _, tm := range due {
+		tm.f()
+	}
+}
+
+// AfterFunc is KeySetOptions.AfterFunc on this clock.
+func (c *clock) AfterFunc(d time.Duration, f func()) func() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	tm := &fakeTimer{at: c.t.Add(d), f: f}
+	if !c.manual {
+		if tm.at.After(c.t) {
+			c.t = tm.at
+		}
+		tm.done = true
+		go f()
+	} else {
+		c.timers = append(c.timers, tm)
+	}
+	return func() bool {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		stopped := !tm.done
+		tm.done = true
+		return stopped
+	}
+}
+
+// pending is the number of timers waiting for Advance.
+func (c *clock) pending() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	n := 0
+	for _, tm := range c.timers {
+		if !tm.done {
+			n++
+		}
+	}
+	return n
 }
 
 // testKey is a signing key of a test IdP.
@@ -284,7 +348,8 @@ func newFixtureWith(t testing.TB, keys []testKey, before func(*idp), ksMod func(
 		before(f.idp)
 	}
 	ko := KeySetOptions{
-		Now: f.clock.Now,
+		Now:       f.clock.Now,
+		AfterFunc: f.clock.AfterFunc,
 		OnFetch: func(_, result string) {
 			f.mu.Lock()
 			defer f.mu.Unlock()

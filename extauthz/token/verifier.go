@@ -82,6 +82,7 @@ type Verifier struct {
 	issuers map[string]*issuer
 	order   []*issuer
 	now     func() time.Time
+	skew    time.Duration
 	cache   *tokenCache // nil when disabled
 	// opaque is the issuer whose introspection takes tokens that are not JWTs
 	// (opaque_tokens); nil when none does.
@@ -118,7 +119,7 @@ func NewVerifier(ks *KeySets, issuers []IssuerConfig, opts Options) (*Verifier, 
 	if now == nil {
 		now = time.Now
 	}
-	v := &Verifier{issuers: make(map[string]*issuer, len(issuers)), now: now}
+	v := &Verifier{issuers: make(map[string]*issuer, len(issuers)), now: now, skew: opts.ClockSkew}
 	for i, cfg := range issuers {
 		if _, dup := v.issuers[cfg.Issuer]; dup {
 			return nil, fmt.Errorf("issuers[%d] %q: issuer is configured twice", i, cfg.Issuer)
@@ -379,15 +380,12 @@ func (v *Verifier) verifySignature(ctx context.Context, is *issuer, t *compact) 
 	if h.hasKID {
 		cands := set.byKID[h.kid]
 		if len(cands) == 0 {
-			// Unknown kid: the issuer may have rotated keys.
-			if is.keys.refetch(ctx) {
-				cands = is.keys.current().byKID[h.kid]
-			} else if err := ctx.Err(); err != nil {
-				return nil, refetchUnfinished(is, err)
+			// Unknown kid: the issuer may have rotated keys. Only a fetch that could
+			// have seen the key judges the token (see findKid).
+			var err error
+			if cands, err = is.keys.findKid(ctx, h.kid, t.payload.signedBy(v.skew)); err != nil {
+				return nil, err
 			}
-		}
-		if len(cands) == 0 {
-			return nil, invalid(DetailUnknownKid, "kid %q is not in the key set of issuer %q", h.kid, is.name)
 		}
 		k, fitting := tryKeys(cands, h.alg, method, t)
 		switch {

@@ -571,7 +571,7 @@ func TestVerifyIssuerIsolation(t *testing.T) {
 	onlyA := newEC(t, "only-a", elliptic.P256(), "ES256")
 	idpA, idpB := newIDP(t, a, onlyA), newIDP(t, b)
 	clk := newClock()
-	ks := NewKeySets(KeySetOptions{Now: clk.Now})
+	ks := NewKeySets(KeySetOptions{Now: clk.Now, AfterFunc: clk.AfterFunc})
 	t.Cleanup(ks.Close)
 	v, err := NewVerifier(ks, []IssuerConfig{
 		{Issuer: idpA.issuer(), JWKSURI: idpA.jwksURI(), Audiences: []string{testAudience}},
