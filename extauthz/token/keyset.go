@@ -549,10 +549,12 @@ type keySet struct {
 	// next is closed when the scheduled fetch (see awaitRefetch) has finished, or when
 	// the set is stopped before it ran; nil when none is scheduled. A fetch that
 	// starts while one is scheduled, for any reason, is that fetch.
-	next      chan struct{}
-	nextAt    time.Time   // when the scheduled fetch starts, on the Now clock
-	stopNext  func() bool // cancels the scheduled fetch's timer
-	lastStart time.Time   // start of the latest fetch, for MinRefetch
+	next   chan struct{}
+	nextAt time.Time // when the scheduled fetch starts, on the Now clock
+	// nextRefresh is when the background refresher fetches next.
+	nextRefresh time.Time
+	stopNext    func() bool // cancels the scheduled fetch's timer
+	lastStart   time.Time   // start of the latest fetch, for MinRefetch
 	// settledAt is when the latest successful fetch started: a key an IdP signed with
 	// before then was in the set that fetch got.
 	settledAt   time.Time
@@ -625,6 +627,9 @@ func (s *keySet) run() {
 		} else {
 			backoff = s.retry
 		}
+		s.mu.Lock()
+		s.nextRefresh = s.opts.Now().Add(wait)
+		s.mu.Unlock()
 		t := time.NewTimer(wait)
 		select {
 		case <-t.C:
@@ -728,15 +733,18 @@ func (s *keySet) nextFetch() (<-chan struct{}, time.Time) {
 	if s.inflight != nil {
 		return s.inflight, now
 	}
-	if s.next != nil {
-		return s.next, s.nextAt
+	if s.next == nil {
+		if s.lastStart.IsZero() || now.Sub(s.lastStart) >= s.opts.MinRefetch {
+			return s.begin(now), now
+		}
+		s.next = make(chan struct{})
+		s.nextAt = s.lastStart.Add(s.opts.MinRefetch)
+		s.stopNext = s.opts.AfterFunc(s.nextAt.Sub(now), s.startScheduled)
 	}
-	if s.lastStart.IsZero() || now.Sub(s.lastStart) >= s.opts.MinRefetch {
-		return s.begin(now), now
+	// The background refresh, when it comes first, takes the scheduled fetch's place.
+	if !s.nextRefresh.IsZero() && s.nextRefresh.Before(s.nextAt) {
+		return s.next, s.nextRefresh
 	}
-	s.next = make(chan struct{})
-	s.nextAt = s.lastStart.Add(s.opts.MinRefetch)
-	s.stopNext = s.opts.AfterFunc(s.nextAt.Sub(now), s.startScheduled)
 	return s.next, s.nextAt
 }
 
