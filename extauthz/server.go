@@ -11,6 +11,7 @@ import (
 	"time"
 
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/stepup-authz/stepup-authz/extauthz/token"
 	"github.com/stepup-authz/stepup-authz/policy"
@@ -24,6 +25,7 @@ type Server struct {
 	metrics *Metrics
 	log     *slog.Logger
 	now     func() time.Time
+	tracing Tracing
 }
 
 // Options configure a Server; zero values are usable.
@@ -31,11 +33,13 @@ type Options struct {
 	Metrics *Metrics
 	Logger  *slog.Logger
 	Now     func() time.Time
+	// Tracing, when its Tracer is set, traces every Check (see trace.go).
+	Tracing Tracing
 }
 
 // NewServer returns a Server answering with e.
 func NewServer(e *Engine, opts Options) *Server {
-	s := &Server{metrics: opts.Metrics, log: opts.Logger, now: opts.Now}
+	s := &Server{metrics: opts.Metrics, log: opts.Logger, now: opts.Now, tracing: opts.Tracing}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
 	}
@@ -70,7 +74,15 @@ func (s *Server) Check(ctx context.Context, req *authv3.CheckRequest) (*authv3.C
 		// verified-token cache does not hold (Engine.verify).
 		o.answerBy = dl.Add(-time.Until(dl) / 5)
 	}
+	// Tracing off costs one nil check: no context extracted, no span.
+	var span trace.Span
+	if s.tracing.Tracer != nil {
+		ctx, span = s.startCheckSpan(ctx, req)
+	}
 	r := s.evaluate(ctx, req, o)
+	if span != nil {
+		s.endCheckSpan(span, &r, req)
+	}
 	if s.metrics != nil {
 		s.metrics.observe(r.decisionLabel(), r.cache, time.Since(start).Seconds())
 	}
@@ -139,7 +151,7 @@ func (s *Server) evaluate(ctx context.Context, req *authv3.CheckRequest, opts ev
 		o.dryRun = p.EffectiveMode() == policy.ModeDryRun && !o.decision.Allowed()
 	}
 
-	s.report(&o, &a)
+	s.report(ctx, &o, &a)
 	return Result{
 		Decision:   o.decision,
 		DryRun:     o.dryRun,
@@ -235,7 +247,7 @@ const loopWindow = time.Minute
 
 // report logs and counts the decision: one line per denial at the default
 // level, never the token itself.
-func (s *Server) report(o *outcome, a *attributes) {
+func (s *Server) report(ctx context.Context, o *outcome, a *attributes) {
 	d := &o.decision
 	decision := "allow"
 	switch {
@@ -249,10 +261,10 @@ func (s *Server) report(o *outcome, a *attributes) {
 	}
 	// Attributes are built in a buffer on the stack and logged with LogAttrs,
 	// which copies them: no []any and no boxing of each attribute.
-	var buf [12]slog.Attr
+	var buf [14]slog.Attr
 	if decision == "allow" {
-		if s.log.Enabled(context.Background(), slog.LevelDebug) {
-			s.log.LogAttrs(context.Background(), slog.LevelDebug, "allowed", s.logAttrs(buf[:0], o, a)...)
+		if s.log.Enabled(ctx, slog.LevelDebug) {
+			s.log.LogAttrs(ctx, slog.LevelDebug, "allowed", traceAttrs(s.logAttrs(buf[:0], o, a), ctx)...)
 		}
 		return
 	}
@@ -260,14 +272,14 @@ func (s *Server) report(o *outcome, a *attributes) {
 	if o.dryRun {
 		msg = "dry run: would have denied"
 	}
-	s.log.LogAttrs(context.Background(), slog.LevelInfo, msg, s.logAttrs(buf[:0], o, a)...)
+	s.log.LogAttrs(ctx, slog.LevelInfo, msg, traceAttrs(s.logAttrs(buf[:0], o, a), ctx)...)
 
 	if d.Outcome() == policy.StepUp && o.claims != nil && !o.claims.IssuedAt.IsZero() {
 		if age := s.now().Sub(o.claims.IssuedAt); age >= 0 && age <= loopWindow {
-			s.log.Warn("step-up loop suspected: a token issued moments ago still fails the route; "+
+			s.log.LogAttrs(ctx, slog.LevelWarn, "step-up loop suspected: a token issued moments ago still fails the route; "+
 				"check that the IdP puts acr and auth_time in access tokens and honours acr_values/max_age",
-				slog.String("issuer", o.claims.Issuer), slog.String("reason", string(d.Reason)),
-				slog.Duration("token_age", age), slog.String("policy", d.Policy.Name))
+				traceAttrs([]slog.Attr{slog.String("issuer", o.claims.Issuer), slog.String("reason", string(d.Reason)),
+					slog.Duration("token_age", age), slog.String("policy", d.Policy.Name)}, ctx)...)
 			if s.metrics != nil {
 				s.metrics.LoopSuspected.WithLabelValues(o.claims.Issuer, string(d.Reason)).Inc()
 			}

@@ -150,6 +150,7 @@ func runDev(ctx context.Context, f *devFlags, out, errw io.Writer) error {
 			return err
 		}
 		defer a.rt.KeySets.Close()
+		defer a.stopTracing()
 		go func() { errc <- a.run(ctx) }()
 		ready = a.ready
 	} else {

@@ -33,6 +33,7 @@ import (
 	"github.com/stepup-authz/stepup-authz/extauthz/config"
 	"github.com/stepup-authz/stepup-authz/extauthz/token"
 	"github.com/stepup-authz/stepup-authz/extauthz/wire"
+	"github.com/stepup-authz/stepup-authz/internal/tracing"
 )
 
 // shutdownGrace bounds how long in-flight Checks may take to drain.
@@ -95,6 +96,10 @@ type app struct {
 	// The listeners are bound before any key is fetched, so a busy port is
 	// the first and only thing reported.
 	grpcLis, adminLis net.Listener
+	// tracer is the OpenTelemetry setup, nil when tracing is off; it follows
+	// tracingCfg, the config's tracing block at start (reloads leave it).
+	tracer     *tracing.Provider
+	tracingCfg config.Tracing
 
 	mu       sync.Mutex // serialises reloads
 	cfg      *config.Config
@@ -138,6 +143,13 @@ func newApp(path string, v *config.Overrides, stderr *os.File, addrHints map[str
 		return nil, &exitError{code: 1, err: listenError("listen.admin", cfg.Listen.Admin, addrHints["listen.admin"], err)}
 	}
 	a.log = newLogger(stderr, cfg.Log)
+	// Tracing is set up once, at start (README, "Tracing"); off, nothing is built.
+	a.tracingCfg = cfg.Tracing
+	if a.tracer, err = tracing.New(context.Background(), cfg.Tracing, versionString(), os.Getenv); err != nil {
+		a.grpcLis.Close()
+		a.adminLis.Close()
+		return nil, &exitError{code: 1, err: err}
+	}
 	a.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	a.metrics = extauthz.NewMetrics(a.reg)
 	ks := token.NewKeySets(token.KeySetOptions{
@@ -159,7 +171,13 @@ func newApp(path string, v *config.Overrides, stderr *os.File, addrHints map[str
 		return nil, &exitError{code: 1, err: fmt.Errorf("%s: %w", path, err)}
 	}
 	a.verifier = verifier
-	a.srv = extauthz.NewServer(engine, extauthz.Options{Metrics: a.metrics, Logger: a.log})
+	opts := extauthz.Options{Metrics: a.metrics, Logger: a.log}
+	if a.tracer != nil {
+		opts.Tracing = extauthz.Tracing{Tracer: a.tracer.Tracer, Propagator: a.tracer.Propagator, IncludeSubject: cfg.Tracing.IncludeSubject}
+		a.log.Info("tracing on", slog.String("protocol", a.tracer.Settings.Protocol),
+			slog.String("endpoint", a.tracer.Settings.Endpoint), slog.Float64("sample_ratio", a.tracer.Settings.SampleRatio))
+	}
+	a.srv = extauthz.NewServer(engine, opts)
 	a.metrics.RegisterTokenCache(a.reg, func() extauthz.CacheStatser { return a.currentVerifier() })
 	a.metrics.RegisterKeySets(a.reg, func() []token.IssuerStatus { return a.currentVerifier().Status() },
 		cfg.JWKSRefreshInterval, time.Now)
@@ -168,6 +186,18 @@ func newApp(path string, v *config.Overrides, stderr *os.File, addrHints map[str
 	a.health.SetServingStatus("", healthpb.HealthCheckResponse_NOT_SERVING)
 	a.health.SetServingStatus(authv3.Authorization_ServiceDesc.ServiceName, healthpb.HealthCheckResponse_NOT_SERVING)
 	return a, nil
+}
+
+// stopTracing sends the spans still buffered, within a few seconds.
+func (a *app) stopTracing() {
+	if a.tracer == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := a.tracer.Shutdown(ctx); err != nil {
+		a.log.Warn("tracing: spans not sent at shutdown", slog.Any("err", err))
+	}
 }
 
 func (a *app) currentVerifier() *token.Verifier {
@@ -194,6 +224,7 @@ func serve(ctx context.Context, path string, v *config.Overrides, stderr any) er
 		return err
 	}
 	defer a.rt.KeySets.Close()
+	defer a.stopTracing()
 	return a.run(ctx)
 }
 
