@@ -109,7 +109,12 @@ func runCheck(ctx context.Context, f *checkFlags, out io.Writer) (bool, error) {
 	}
 	ks := token.NewKeySets(token.KeySetOptions{RefreshInterval: cfg.JWKSRefreshInterval})
 	defer ks.Close()
-	engine, verifier, err := extauthz.NewEngine(cfg, extauthz.NewRuntime(ks))
+	rt := extauthz.NewRuntime(ks)
+	var asked []introspection
+	rt.OnIntrospection = func(issuer, result string) {
+		asked = append(asked, introspection{issuer: issuer, result: result})
+	}
+	engine, verifier, err := extauthz.NewEngine(cfg, rt)
 	if err != nil {
 		return false, err
 	}
@@ -118,6 +123,7 @@ func runCheck(ctx context.Context, f *checkFlags, out io.Writer) (bool, error) {
 	cancel()
 	r := extauthz.NewServer(engine, extauthz.Options{}).Evaluate(ctx, req)
 	printResult(out, &r)
+	printIntrospections(out, asked, verifier.Status(), r.Claims)
 	f.printSourceNote(out, r.Provenance)
 	return r.Response.GetStatus().GetCode() == int32(codes.OK), nil
 }
@@ -335,4 +341,48 @@ func fieldOrder(f string) int {
 		}
 	}
 	return len(policy.Fields)
+}
+
+// introspection is one call check made to an introspection endpoint.
+type introspection struct{ issuer, result string }
+
+// printIntrospections says whether the token was introspected, where, what
+// the endpoint answered (token.Introspect* results), and the claims the
+// decision was made on, which for an opaque token come from that answer.
+func printIntrospections(w io.Writer, asked []introspection, status []token.IssuerStatus, c *policy.Claims) {
+	if len(asked) == 0 {
+		for _, st := range status {
+			if st.Introspection != nil {
+				fmt.Fprintln(w, "introspection: not used for this token")
+				return
+			}
+		}
+		return
+	}
+	for _, a := range asked {
+		endpoint := "(endpoint unknown)"
+		for _, st := range status {
+			if st.Issuer == a.issuer && st.Introspection != nil && st.Introspection.Endpoint != "" {
+				endpoint = st.Introspection.Endpoint
+			}
+		}
+		fmt.Fprintf(w, "introspection: issuer %s asked at %s: %s\n", a.issuer, endpoint, a.result)
+	}
+	if c == nil {
+		return
+	}
+	fmt.Fprintf(w, "  claims:   sub=%q acr=%q amr=%q", c.Subject, c.ACR, c.AMR)
+	if !c.AuthTime.IsZero() {
+		fmt.Fprintf(w, " auth_time=%s", c.AuthTime.UTC().Format(time.RFC3339))
+	}
+	if !c.Expiry.IsZero() {
+		fmt.Fprintf(w, " exp=%s", c.Expiry.UTC().Format(time.RFC3339))
+	}
+	if len(c.Scopes) > 0 {
+		fmt.Fprintf(w, " scope=%q", strings.Join(c.Scopes, " "))
+	}
+	if c.ClientID != "" {
+		fmt.Fprintf(w, " client_id=%q", c.ClientID)
+	}
+	fmt.Fprintln(w)
 }
