@@ -201,10 +201,10 @@ func (in *introspector) unavailable(format string, args ...any) error {
 // answer is an active introspection answer whose claims passed the JWT rules.
 type answer struct {
 	claims policy.Claims
-	// present names the members the answer carried, so that with jwt: true a
+	// present says which claims the answer carried, so that with jwt: true a
 	// claim of the answer takes precedence over the JWT's and an absent one
 	// does not erase it.
-	present map[string]bool
+	present claimSet
 	// hasExp: the answer carried exp (claims.Expiry is then set).
 	hasExp bool
 }
@@ -287,7 +287,7 @@ func (in *introspector) judge(body []byte) (*answer, string, error) {
 		}
 		return nil, IntrospectInactive, invalid(DetailInactive, "issuer %q: introspection says active is %s", in.issuer, what)
 	}
-	p, err := parsePayload(body)
+	p, err := payloadOf(m)
 	if err != nil {
 		return nil, IntrospectInvalid, err
 	}
@@ -308,13 +308,41 @@ func (in *introspector) judge(body []byte) (*answer, string, error) {
 			Expiry:   p.exp,
 			Scopes:   p.scopes(),
 		},
-		present: make(map[string]bool, len(m)),
+		present: presentClaims(m),
 		hasExp:  p.hasExp,
 	}
-	for k := range m {
-		a.present[k] = true
-	}
 	return a, IntrospectActive, nil
+}
+
+// claimSet is a set of the claims that merge carries over, one bit each.
+type claimSet uint16
+
+const (
+	hasSub claimSet = 1 << iota
+	hasClientID
+	hasGty
+	hasACR
+	hasAMR
+	hasAuthTime
+	hasIat
+	hasExp
+	hasScope // scope or scp
+)
+
+func presentClaims(m map[string]json.RawMessage) claimSet {
+	var s claimSet
+	for _, c := range [...]struct {
+		name string
+		bit  claimSet
+	}{
+		{"sub", hasSub}, {"client_id", hasClientID}, {"gty", hasGty}, {"acr", hasACR}, {"amr", hasAMR},
+		{"auth_time", hasAuthTime}, {"iat", hasIat}, {"exp", hasExp}, {"scope", hasScope}, {"scp", hasScope},
+	} {
+		if _, ok := m[c.name]; ok {
+			s |= c.bit
+		}
+	}
+	return s
 }
 
 // checkClaims applies the JWT rules to an active answer (CONTRACT.md, "Opaque

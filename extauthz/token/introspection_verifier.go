@@ -141,31 +141,31 @@ func merge(local *policy.Claims, a *answer) policy.Claims {
 	c := *local
 	ac := &a.claims
 	has := a.present
-	if has["sub"] {
+	if has&hasSub != 0 {
 		c.Subject = ac.Subject
 	}
-	if has["client_id"] {
+	if has&hasClientID != 0 {
 		c.ClientID = ac.ClientID
 	}
-	if has["gty"] {
+	if has&hasGty != 0 {
 		c.Gty = ac.Gty
 	}
-	if has["acr"] {
+	if has&hasACR != 0 {
 		c.ACR, c.HasACR = ac.ACR, ac.HasACR
 	}
-	if has["amr"] {
+	if has&hasAMR != 0 {
 		c.AMR = ac.AMR
 	}
-	if has["auth_time"] {
+	if has&hasAuthTime != 0 {
 		c.AuthTime = ac.AuthTime
 	}
-	if has["iat"] {
+	if has&hasIat != 0 {
 		c.IssuedAt = ac.IssuedAt
 	}
-	if has["exp"] {
+	if has&hasExp != 0 {
 		c.Expiry = ac.Expiry
 	}
-	if has["scope"] || has["scp"] {
+	if has&hasScope != 0 {
 		c.Scopes = ac.Scopes
 	}
 	return c

@@ -254,6 +254,13 @@ func parsePayload(b []byte) (*payload, error) {
 	if err != nil {
 		return nil, err
 	}
+	return payloadOf(m)
+}
+
+// payloadOf is parsePayload of an object already split into its members (an
+// introspection answer is split once, for active and for the claims).
+func payloadOf(m map[string]json.RawMessage) (*payload, error) {
+	var err error
 	p := &payload{}
 	for _, c := range []struct {
 		name string
