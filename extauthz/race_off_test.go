@@ -1,0 +1,5 @@
+//go:build !race
+
+package extauthz_test
+
+const raceDetector = false
