@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
+	"regexp"
 	"strings"
 	"syscall"
 	"testing"
@@ -66,6 +67,11 @@ func TestDevPlayground(t *testing.T) {
 	}
 	if code, body := post(token("aal2")); code != 200 || !strings.Contains(body, `"x-stepup-acr":"aal2"`) {
 		t.Fatalf("aal2: %d %s", code, body)
+	}
+	// The README's flow is the normal one: no step-up loop is counted.
+	if metrics := httpGet(t, "http://"+addrs["admin-addr"]+"/metrics"); !strings.Contains(metrics, "stepup_step_up_loop_suspected_total") ||
+		regexp.MustCompile(`(?m)^stepup_step_up_loop_suspected_total\{.*\} [1-9]`).MatchString(metrics) {
+		t.Errorf("step-up loops counted after the README's flow:\n%s", grep(metrics, "loop"))
 	}
 	// The same story with opaque tokens, which the server introspects at the dev IdP.
 	if tok := token("aal1", "--opaque"); strings.Contains(tok, ".") {
@@ -165,4 +171,15 @@ func startDev(t *testing.T, args ...string) string {
 		return strings.Contains(out.String(), "Ctrl-C stops everything")
 	})
 	return out.String()
+}
+
+func httpGet(t *testing.T, url string) string {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return string(b)
 }

@@ -79,6 +79,30 @@ func TestSeedStory(t *testing.T) {
 	if strings.Contains(s.stderr.String(), fresh[:40]) {
 		t.Error("a token appears in the logs")
 	}
+
+	// The normal flow is not a step-up loop: the counter stays at 0 and nothing warns.
+	loops := func() float64 {
+		n := 0.0
+		for _, r := range []string{"acr_too_low", "acr_missing", "auth_time_missing", "auth_too_old"} {
+			n += s.metric(t, `stepup_step_up_loop_suspected_total{issuer="`+idp.Issuer+`",reason="`+r+`"}`)
+		}
+		return n
+	}
+	if n := loops(); n != 0 || strings.Contains(s.stderr.String(), "step-up loop suspected") {
+		t.Errorf("the seed flow counted %v step-up loops:\n%s", n, s.stderr.String())
+	}
+	// 4. An IdP that ignores acr_values: asked for aal2, the user signs in again and
+	// gets aal1 once more. That retry is a loop.
+	resp = s.check(t, "POST", "/api/payout-destination", userToken(t, idp, "aal1", 0))
+	if resp.GetDeniedResponse().GetStatus().GetCode() != 401 {
+		t.Fatalf("aal1 again: %s, want 401 step_up_required", describe(resp))
+	}
+	if n := s.metric(t, `stepup_step_up_loop_suspected_total{issuer="`+idp.Issuer+`",reason="acr_too_low"}`); n != 1 {
+		t.Errorf("loop counter after an IdP ignored acr_values = %v, want 1", n)
+	}
+	if !strings.Contains(s.stderr.String(), "step-up loop suspected") {
+		t.Errorf("no loop warning:\n%s", s.stderr.String())
+	}
 	s.stop(t)
 }
 

@@ -22,6 +22,7 @@ type Server struct {
 	authv3.UnimplementedAuthorizationServer
 
 	engine  atomic.Pointer[Engine]
+	loops   loopDetector
 	metrics *Metrics
 	log     *slog.Logger
 	now     func() time.Time
@@ -241,10 +242,6 @@ func headerSafe(s string) bool {
 	return true
 }
 
-// loopWindow is how fresh a token must be for a repeated step-up failure to
-// look like an IdP that cannot satisfy the route rather than an old session.
-const loopWindow = time.Minute
-
 // report logs and counts the decision: one line per denial at the default
 // level, never the token itself.
 func (s *Server) report(ctx context.Context, o *outcome, a *attributes) {
@@ -263,6 +260,7 @@ func (s *Server) report(ctx context.Context, o *outcome, a *attributes) {
 	// which copies them: no []any and no boxing of each attribute.
 	var buf [14]slog.Attr
 	if decision == "allow" {
+		s.loops.allowed(o.claims, &d.Policy)
 		if s.log.Enabled(ctx, slog.LevelDebug) {
 			s.log.LogAttrs(ctx, slog.LevelDebug, "allowed", traceAttrs(s.logAttrs(buf[:0], o, a), ctx)...)
 		}
@@ -274,12 +272,13 @@ func (s *Server) report(ctx context.Context, o *outcome, a *attributes) {
 	}
 	s.log.LogAttrs(ctx, slog.LevelInfo, msg, traceAttrs(s.logAttrs(buf[:0], o, a), ctx)...)
 
-	if d.Outcome() == policy.StepUp && o.claims != nil && !o.claims.IssuedAt.IsZero() {
-		if age := s.now().Sub(o.claims.IssuedAt); age >= 0 && age <= loopWindow {
-			s.log.LogAttrs(ctx, slog.LevelWarn, "step-up loop suspected: a token issued moments ago still fails the route; "+
-				"check that the IdP puts acr and auth_time in access tokens and honours acr_values/max_age",
-				traceAttrs([]slog.Attr{slog.String("issuer", o.claims.Issuer), slog.String("reason", string(d.Reason)),
-					slog.Duration("token_age", age), slog.String("policy", d.Policy.Name)}, ctx)...)
+	if d.Outcome() == policy.StepUp && !o.dryRun && o.claims != nil {
+		if ev, loop := s.loops.stepUpDenied(o.claims, &d.Policy, s.now()); loop {
+			s.log.LogAttrs(ctx, slog.LevelWarn, "step-up loop suspected: this user was asked to step up, authenticated again after that, and the new token still fails the same requirement; "+
+				"check that the IdP honours acr_values/max_age and puts acr (or amr) and auth_time in access tokens",
+				traceAttrs([]slog.Attr{slog.String("issuer", o.claims.Issuer), slog.String("sub", o.claims.Subject), slog.String("reason", string(d.Reason)),
+					slog.String("required_acr", d.Policy.RequiredACR), slog.String("acr", d.Level),
+					slog.Time("denied_at", ev.deniedAt), slog.Time("authenticated_at", ev.authAt), slog.String("policy", d.Policy.Name)}, ctx)...)
 			if s.metrics != nil {
 				s.metrics.LoopSuspected.WithLabelValues(o.claims.Issuer, string(d.Reason)).Inc()
 			}
