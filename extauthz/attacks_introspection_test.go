@@ -72,6 +72,8 @@ policy:
 		"fault-no-audience":     body(fmt.Sprintf(`{"active":true,"iss":%q,"sub":"user-1"}`, o.Issuer)),
 		"fault-acr-number":      activeAs(`"acr":3`),
 		"fault-auth-time-text":  activeAs(`"auth_time":"yesterday"`),
+		"fault-auth-time-ahead": activeAs(fmt.Sprintf(`"auth_time":%d`, time.Now().Add(time.Hour).Unix())),
+		"fault-dpop-bound":      activeAs(`"cnf":{"jkt":"0ZcOCORZNYy-DWpqq30jZyJGHTN0d2HglBV3uiguA4I"}`),
 		"fault-html-200": func(w http.ResponseWriter) {
 			w.Header().Set("Content-Type", "text/html")
 			_, _ = w.Write([]byte("<!doctype html><title>Sign in</title>"))
@@ -126,6 +128,8 @@ policy:
 	add(g, "answer without `aud` (require_audience)", in("fault-no-audience"), deny(token.DetailBadAudience))
 	add(g, "answer with `acr` as a number", in("fault-acr-number"), deny(token.DetailClaimType))
 	add(g, "answer with `auth_time` as a string", in("fault-auth-time-text"), deny(token.DetailClaimType))
+	add(g, "answer with `auth_time` an hour ahead", in("fault-auth-time-ahead"), deny("auth_time_in_future"))
+	add(g, "answer binding the token to a DPoP key (`cnf.jkt`), presented as Bearer", in("fault-dpop-bound"), deny(token.DetailBindingNotChecked))
 	add(g, "answer `{\"active\":false,\"active\":true}` (a repeated member)", in("fault-active-repeated"), unavailable)
 	add(g, "an HTML page with status 200", in("fault-html-200"), unavailable)
 	add(g, "a JSON array with status 200", in("fault-array"), unavailable)
