@@ -155,8 +155,12 @@ func TestServeIntrospectionReadinessAndSecretReload(t *testing.T) {
 		`stepup_introspection_requests_total{issuer="` + idp.Issuer + `",result="active"} 1` + "\n",
 		`stepup_decisions_total{decision="deny",policy="",reason="introspection_unavailable"} `,
 	} {
-		if !strings.Contains(metrics, want) {
-			t.Errorf("/metrics lacks %s", want)
+		if !strings.Contains(metrics, want) || strings.Contains(metrics, want+"0\n") {
+			t.Errorf("/metrics lacks %s (or it is 0)", want)
 		}
+	}
+	// Pre-filled for the introspected issuer, so a first failure is an increase.
+	if !strings.Contains(metrics, `stepup_introspection_requests_total{issuer="`+idp.Issuer+`",result="timeout"} 0`) {
+		t.Errorf("/metrics lacks the pre-filled timeout series")
 	}
 }

@@ -148,6 +148,15 @@ func (m *Metrics) ConfigApplied(cfg *config.Config, t time.Time) {
 		issuers = append(issuers, iss.Issuer)
 	}
 	m.KnownPolicies(names, issuers)
+	// Every result can occur for an introspected issuer: pre-filled, so the
+	// first failure of its endpoint shows as an increase.
+	for _, iss := range cfg.Issuers {
+		if iss.Introspection != nil {
+			for _, r := range token.IntrospectResults {
+				m.Introspections.WithLabelValues(iss.Issuer, r)
+			}
+		}
+	}
 }
 
 // ConfigRefused records a reload that was refused.
