@@ -16,6 +16,7 @@ import (
 type benchReport struct {
 	Summary []struct {
 		Server       string  `json:"server"`
+		Connections  int     `json:"connections"`
 		Rate         float64 `json:"checks_per_second"`
 		Errors       int64   `json:"errors"`
 		Unexpected   int64   `json:"unexpected"`
@@ -86,7 +87,8 @@ func TestBenchOpenLoopGRPCClient(t *testing.T) {
 }
 
 // TestBenchTarget runs the load tool against a server started from the
-// config `bench --print-config` gives, before the bench (and its IdP) runs.
+// config `bench --print-config` gives, before the bench (and its IdP) runs,
+// over one connection and over two.
 func TestBenchTarget(t *testing.T) {
 	idpAddr, grpcAddr, adminAddr := freeAddr(t), freeAddr(t), freeAddr(t)
 	code, cfg, stderr := run(t, nil, "bench", "--print-config", "--idp-listen", idpAddr,
@@ -113,8 +115,11 @@ func TestBenchTarget(t *testing.T) {
 	})
 	benchWaitListening(t, grpcAddr)
 	rep := runBench(t, "--target", grpcAddr, "--target-pid", strconv.Itoa(srv.Process.Pid), "--idp-listen", idpAddr,
-		"--duration", "1s", "--warmup", "200ms", "--mix", "cached=3,invalid=1")
+		"--duration", "1s", "--warmup", "200ms", "--mix", "cached=3,invalid=1", "--connections", "1,2")
 	wantServers(t, rep, "target")
+	if len(rep.Summary) != 2 || rep.Summary[0].Connections != 1 || rep.Summary[1].Connections != 2 {
+		t.Errorf("want a summary over 1 and over 2 connections: %+v", rep.Summary)
+	}
 }
 
 // benchWaitListening waits until addr accepts TCP connections.

@@ -43,7 +43,9 @@ Reference servers run as separate processes of this binary, pinned to
 --server-cpus like --self, so every server runs under the same conditions; the
 load generator pins itself to --load-cpus. Phases alternate between servers
 run by run, and the summary gives medians over --runs and the median of the
-per-run ratios.
+per-run ratios. Envoy opens one connection per worker thread: --connections 1,4
+measures every server over one connection and over four in every run,
+interleaved, each count against the floor over the same count.
 
 Load: closed loop with --concurrency calls in flight, or open loop with
 --rate Checks/s (latency counted from when each call was due). Every phase is
@@ -52,6 +54,7 @@ bounded by --duration and/or --count. Token mix: --mix cached=90,unique=10,inval
 verified-token cache; unique tokens are minted for every run and each is sent
 once; invalid tokens are well formed but fail signature verification).`,
 		Example: `  stepup-authz bench --self --floor --server-cpus 0 --load-cpus 1
+  stepup-authz bench --self --floor --connections 1,4 --cached-tokens 1000 --server-cpus 0 --load-cpus 1
   stepup-authz bench --self --jwt-floor --mix unique=1 --unique-tokens 20000 --count 20000
   stepup-authz bench --self --rate 1000 --duration 20s
   stepup-authz bench --print-config --idp-listen 127.0.0.1:9400 > bench.yaml
@@ -104,7 +107,7 @@ once; invalid tokens are well formed but fail signature verification).`,
 	f.BoolVar(&o.Floor, "floor", false, "also measure the naive always-OK grpc-go server in the same run")
 	f.BoolVar(&o.JWTFloor, "jwt-floor", false, "also measure a golang-jwt/v5 verifier without cache in the same run")
 	f.StringVar(&o.Client, "client", "h2", "load client: h2 (lean HTTP/2) or grpc (grpc-go, several times the CPU per call)")
-	f.IntVar(&o.Conns, "connections", 1, "HTTP/2 connections to each server")
+	f.IntSliceVar(&o.Conns, "connections", []int{1}, "HTTP/2 connections to each server; a list (1,4) measures every server over each count in every run, interleaved")
 	f.IntVar(&o.Concurrency, "concurrency", 64, "closed loop: Checks in flight")
 	f.Float64Var(&o.Rate, "rate", 0, "open loop: Checks per second (overrides --concurrency)")
 	f.IntVar(&o.MaxInflight, "max-inflight", 4096, "open loop: most Checks in flight")

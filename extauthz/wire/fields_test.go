@@ -1,6 +1,8 @@
 package wire
 
 import (
+	"slices"
+	"strings"
 	"testing"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
@@ -136,6 +138,50 @@ func TestFieldNumbers(t *testing.T) {
 	} {
 		if !fd.IsMap() || fd.MapKey().Number() != mapKey || fd.MapValue().Number() != mapValue {
 			t.Errorf("%s is not a map of key %d and value %d", fd.FullName(), mapKey, mapValue)
+		}
+	}
+}
+
+// TestCodecRequestFields fails when a message the CheckRequest decoder walks
+// gains or loses a field (a go-control-plane upgrade). A field the decoder
+// does not know sends the whole request to proto.Unmarshal: still correct, but
+// at the cost of both decoders, so a new field Envoy fills must be learnt.
+func TestCodecRequestFields(t *testing.T) {
+	for _, tc := range []struct {
+		m      proto.Message
+		fields []string // every field: the decoder reads them, or hands the request to proto.Unmarshal (marked "proto:")
+	}{
+		{&authv3.CheckRequest{}, []string{"attributes"}},
+		{&authv3.AttributeContext{}, []string{"source", "destination", "request", "context_extensions", "metadata_context", "route_metadata_context", "tls_session"}},
+		{&authv3.AttributeContext_Peer{}, []string{"address", "service", "labels", "principal", "certificate"}},
+		{&authv3.AttributeContext_Request{}, []string{"time", "http"}},
+		{&authv3.AttributeContext_HttpRequest{}, []string{"id", "method", "headers", "header_map", "path", "host", "scheme", "query", "fragment", "size", "protocol", "body", "raw_body"}},
+		{&authv3.AttributeContext_TLSSession{}, []string{"sni"}},
+		// Envoy's ext_authz filter sends peers as socket addresses.
+		{&corev3.Address{}, []string{"socket_address", "proto:pipe", "proto:envoy_internal_address"}},
+		{&corev3.SocketAddress{}, []string{"protocol", "address", "port_value", "named_port", "resolver_name", "ipv4_compat", "proto:network_namespace_filepath"}},
+		// Typed metadata (Any) is left to proto.Unmarshal.
+		{&corev3.Metadata{}, []string{"filter_metadata", "proto:typed_filter_metadata"}},
+		{&corev3.HeaderMap{}, []string{"headers"}},
+		{&corev3.HeaderValue{}, []string{"key", "value", "raw_value"}},
+		{&timestamppb.Timestamp{}, []string{"seconds", "nanos"}},
+		{&structpb.Struct{}, []string{"fields"}},
+		{&structpb.Value{}, []string{"null_value", "number_value", "string_value", "bool_value", "struct_value", "list_value"}},
+		{&structpb.ListValue{}, []string{"values"}},
+	} {
+		fds := tc.m.ProtoReflect().Descriptor().Fields()
+		var got []string
+		for i := range fds.Len() {
+			got = append(got, string(fds.Get(i).Name()))
+		}
+		var want []string
+		for _, f := range tc.fields {
+			want = append(want, strings.TrimPrefix(f, "proto:"))
+		}
+		slices.Sort(got)
+		slices.Sort(want)
+		if !slices.Equal(got, want) {
+			t.Errorf("%s has fields %v; the decoder knows %v", tc.m.ProtoReflect().Descriptor().FullName(), got, want)
 		}
 	}
 }

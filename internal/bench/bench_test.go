@@ -2,6 +2,7 @@ package bench
 
 import (
 	"context"
+	"math"
 	"net"
 	"strings"
 	"testing"
@@ -220,5 +221,77 @@ func TestQuantile(t *testing.T) {
 	}
 	if quantile(nil, 0.5) != 0 {
 		t.Error("quantile of nothing")
+	}
+}
+
+// TestSummarizeByConnections: with several connection counts, each server has
+// a summary per count, and its ratio is taken against the floor's phases of the
+// same run over the same count only.
+func TestSummarizeByConnections(t *testing.T) {
+	servers := []*server{{name: NameFloor}, {name: NameSelf}}
+	var phases []Phase
+	add := func(run int, name string, conns int, rate float64) {
+		phases = append(phases, Phase{Run: run, Server: name, Connections: conns, Stats: Stats{Rate: rate}})
+	}
+	// Over 1 connection stepup-authz is 1.2x the floor in both runs, over 4
+	// 0.5x; the floor's rates differ between counts, so mixing counts up would
+	// give other ratios.
+	add(1, NameFloor, 1, 1000)
+	add(1, NameSelf, 1, 1200)
+	add(1, NameFloor, 4, 800)
+	add(1, NameSelf, 4, 400)
+	add(2, NameSelf, 4, 450)
+	add(2, NameFloor, 4, 900)
+	add(2, NameSelf, 1, 1320)
+	add(2, NameFloor, 1, 1100)
+	got := summarize(phases, servers, []int{1, 4})
+	want := []struct {
+		server string
+		conns  int
+		rate   float64
+		ratio  float64
+	}{
+		{NameFloor, 1, 1050, 0},
+		{NameSelf, 1, 1260, 1.2},
+		{NameFloor, 4, 850, 0},
+		{NameSelf, 4, 425, 0.5},
+	}
+	if len(got) != len(want) {
+		t.Fatalf("%d summaries, want %d: %+v", len(got), len(want), got)
+	}
+	for i, w := range want {
+		g := got[i]
+		if g.Server != w.server || g.Connections != w.conns || g.Rate != w.rate || math.Abs(g.RatioToFloor-w.ratio) > 1e-9 {
+			t.Errorf("summary %d = %s over %d: %v Checks/s, %vx; want %s over %d: %v, %vx",
+				i, g.Server, g.Connections, g.Rate, g.RatioToFloor, w.server, w.conns, w.rate, w.ratio)
+		}
+	}
+	var text strings.Builder
+	(&Report{Options: Options{Runs: 2, Conns: []int{1, 4}}, Summary: got}).WriteText(&text)
+	for _, line := range []string{"floor ×1", "stepup-authz ×1", "floor ×4", "stepup-authz ×4", "0.50x", "1.20x"} {
+		if !strings.Contains(text.String(), line) {
+			t.Errorf("the summary table lacks %q:\n%s", line, text.String())
+		}
+	}
+}
+
+func TestOptionsConnections(t *testing.T) {
+	ok := Options{Floor: true, Duration: time.Second, Concurrency: 1, Runs: 1, CachedTokens: 1, Client: "h2", ACR: "aal2"}
+	for _, tc := range []struct {
+		conns []int
+		bad   bool
+	}{
+		{[]int{1}, false},
+		{[]int{1, 4}, false},
+		{nil, true},
+		{[]int{0}, true},
+		{[]int{4, -1}, true},
+		{[]int{4, 1, 4}, true},
+	} {
+		o := ok
+		o.Conns = tc.conns
+		if err := o.check(); (err != nil) != tc.bad {
+			t.Errorf("--connections %v: %v, want an error: %v", tc.conns, err, tc.bad)
+		}
 	}
 }

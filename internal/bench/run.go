@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -33,8 +34,12 @@ type Options struct {
 	// and no cache, the reference for unique tokens.
 	JWTFloor bool
 
-	Client      string // "h2" (the lean client) or "grpc" (grpc-go's)
-	Conns       int
+	Client string // "h2" (the lean client) or "grpc" (grpc-go's)
+	// Conns are the numbers of connections to measure each server over: every
+	// run measures every server at each count, interleaved, and ratios are
+	// taken between phases of one run at one count. Envoy opens one
+	// connection per worker thread, so real load arrives over several.
+	Conns       []int
 	Concurrency int
 	Rate        float64
 	MaxInflight int
@@ -61,8 +66,9 @@ type Options struct {
 
 // Phase is one measured phase: one server, one run.
 type Phase struct {
-	Run    int    `json:"run"`
-	Server string `json:"server"`
+	Run         int    `json:"run"`
+	Server      string `json:"server"`
+	Connections int    `json:"connections"`
 	Stats
 	// ServerCPUPerCheck is the server process's CPU time per answered Check
 	// (0 when unknown).
@@ -88,6 +94,7 @@ type Report struct {
 // Summary is the median of a server's phases over the runs.
 type Summary struct {
 	Server            string        `json:"server"`
+	Connections       int           `json:"connections"`
 	Rate              float64       `json:"checks_per_second"`
 	P50               time.Duration `json:"p50"`
 	P90               time.Duration `json:"p90"`
@@ -198,22 +205,26 @@ func RunBench(o Options) (*Report, error) {
 			}
 			fmt.Fprintf(o.Log, "run %d: minted %d unique tokens in %v\n", run, len(ut), time.Since(start).Round(time.Millisecond))
 		}
-		// Alternate the order of the servers from run to run, so that drift in
-		// the machine's state does not favour one of them.
-		order := slices.Clone(servers)
+		// Alternate the order of the servers and of the connection counts from
+		// run to run, so that drift in the machine's state does not favour one
+		// of them.
+		order, conns := slices.Clone(servers), slices.Clone(o.Conns)
 		if run%2 == 0 {
 			slices.Reverse(order)
+			slices.Reverse(conns)
 		}
-		for _, s := range order {
-			ph, err := r.phase(run, s, unique)
-			if err != nil {
-				return nil, fmt.Errorf("run %d, %s: %w", run, s.name, err)
+		for _, n := range conns {
+			for _, s := range order {
+				ph, err := r.phase(run, s, n, unique)
+				if err != nil {
+					return nil, fmt.Errorf("run %d, %s over %d connection(s): %w", run, s.name, n, err)
+				}
+				fmt.Fprintf(o.Log, "run %d: %-16s %s\n", run, phaseName(s.name, n, len(o.Conns)), ph.line())
+				rep.Phases = append(rep.Phases, ph)
 			}
-			fmt.Fprintf(o.Log, "run %d: %-13s %s\n", run, s.name, ph.line())
-			rep.Phases = append(rep.Phases, ph)
 		}
 	}
-	rep.Summary = summarize(rep.Phases, servers)
+	rep.Summary = summarize(rep.Phases, servers, o.Conns)
 	return rep, nil
 }
 
@@ -229,8 +240,12 @@ func (o *Options) check() error {
 		return errors.New("--concurrency must be positive (or give --rate)")
 	case o.Runs <= 0:
 		return errors.New("--runs must be positive")
-	case o.Conns <= 0:
-		return errors.New("--connections must be positive")
+	case len(o.Conns) == 0:
+		return errors.New("--connections needs at least one count")
+	case slices.Min(o.Conns) <= 0:
+		return fmt.Errorf("--connections %v: every count must be positive", o.Conns)
+	case len(slices.Compact(slices.Sorted(slices.Values(o.Conns)))) != len(o.Conns):
+		return fmt.Errorf("--connections %v: a count is given twice", o.Conns)
 	case o.CachedTokens <= 0:
 		return errors.New("--cached-tokens must be positive")
 	case o.Mix.Unique > 0 && o.UniqueTokens <= 0:
@@ -342,12 +357,30 @@ func (r *runner) describe(servers []*server) []string {
 		pools += fmt.Sprintf(", %d unique tokens per run", o.UniqueTokens)
 	}
 	return []string{
-		fmt.Sprintf("stepup-authz bench: %s over %d connection(s) (%s client), %s per phase after %v warm-up, %d run(s)",
-			shape, o.Conns, o.Client, strings.Join(bound, " or "), o.Warmup, o.Runs),
+		fmt.Sprintf("stepup-authz bench: %s over %s connection(s) (%s client), %s per phase after %v warm-up, %d run(s)",
+			shape, connsText(o.Conns), o.Client, strings.Join(bound, " or "), o.Warmup, o.Runs),
 		fmt.Sprintf("servers: %s; %s", strings.Join(names, ", "), pin),
 		fmt.Sprintf("requests: %d bytes, 12 headers, RS256 token of %d bytes (acr %s), route metadata {required_acr: %s, max_age: %d}; mix %s (%s)",
 			r.reqLen, r.tokLen, o.ACR, Route.RequiredACR, int(Route.MaxAge.Seconds()), o.Mix, pools),
 	}
+}
+
+// connsText is "1" or "1 and 4".
+func connsText(conns []int) string {
+	parts := make([]string, len(conns))
+	for i, n := range conns {
+		parts[i] = strconv.Itoa(n)
+	}
+	return strings.Join(parts, " and ")
+}
+
+// phaseName labels a server's phases; with several connection counts, the
+// count is part of the label ("floor ×4").
+func phaseName(server string, conns, counts int) string {
+	if counts <= 1 {
+		return server
+	}
+	return fmt.Sprintf("%s ×%d", server, conns)
 }
 
 func orAll(s string) string {
@@ -382,9 +415,9 @@ func (r *runner) pools(expect bool, unique [][]byte) *Pools {
 	return p
 }
 
-func (r *runner) dial(addr string) ([]Sender, error) {
+func (r *runner) dial(addr string, conns int) ([]Sender, error) {
 	var out []Sender
-	for range r.o.Conns {
+	for range conns {
 		var s Sender
 		var err error
 		if r.o.Client == "grpc" {
@@ -403,8 +436,8 @@ func (r *runner) dial(addr string) ([]Sender, error) {
 	return out, nil
 }
 
-func (r *runner) phase(run int, s *server, unique [][]byte) (Phase, error) {
-	ph := Phase{Run: run, Server: s.name}
+func (r *runner) phase(run int, s *server, conns int, unique [][]byte) (Phase, error) {
+	ph := Phase{Run: run, Server: s.name, Connections: conns}
 	pid := s.pid
 	if s.start != nil {
 		child, err := s.start()
@@ -423,7 +456,7 @@ func (r *runner) phase(run int, s *server, unique [][]byte) (Phase, error) {
 		}
 		defer PinSelf(nil)
 	}
-	senders, err := r.dial(s.addr)
+	senders, err := r.dial(s.addr, conns)
 	if err != nil {
 		return ph, err
 	}
@@ -566,53 +599,62 @@ func median[T int64 | float64 | time.Duration](v []T) T {
 	}
 }
 
-func summarize(phases []Phase, servers []*server) []Summary {
-	byRun := map[string]map[int]*Phase{}
+func summarize(phases []Phase, servers []*server, conns []int) []Summary {
+	type key struct {
+		server string
+		conns  int
+	}
+	byRun := map[key]map[int]*Phase{}
 	for i := range phases {
 		p := &phases[i]
-		if byRun[p.Server] == nil {
-			byRun[p.Server] = map[int]*Phase{}
+		k := key{p.Server, p.Connections}
+		if byRun[k] == nil {
+			byRun[k] = map[int]*Phase{}
 		}
-		byRun[p.Server][p.Run] = p
+		byRun[k][p.Run] = p
 	}
-	ratio := func(server, ref string) float64 {
+	// ratio is the median over runs of server's Checks/s over ref's, both over
+	// n connections in the same run.
+	ratio := func(server, ref string, n int) float64 {
 		var rs []float64
-		for run, p := range byRun[server] {
-			if q, ok := byRun[ref][run]; ok && q.Rate > 0 {
+		for run, p := range byRun[key{server, n}] {
+			if q, ok := byRun[key{ref, n}][run]; ok && q.Rate > 0 {
 				rs = append(rs, p.Rate/q.Rate)
 			}
 		}
 		return median(rs)
 	}
 	var out []Summary
-	for _, s := range servers {
-		var rate, load, allocs, bytes []float64
-		var p50, p90, p99, p999, cpu []time.Duration
-		sum := Summary{Server: s.name}
-		for _, p := range byRun[s.name] {
-			rate = append(rate, p.Rate)
-			load = append(load, p.LoadCPU)
-			p50, p90, p99, p999 = append(p50, p.P50), append(p90, p.P90), append(p99, p.P99), append(p999, p.P999)
-			if p.ServerCPUPerCheck > 0 {
-				cpu = append(cpu, p.ServerCPUPerCheck)
+	for _, n := range conns {
+		for _, s := range servers {
+			var rate, load, allocs, bytes []float64
+			var p50, p90, p99, p999, cpu []time.Duration
+			sum := Summary{Server: s.name, Connections: n}
+			for _, p := range byRun[key{s.name, n}] {
+				rate = append(rate, p.Rate)
+				load = append(load, p.LoadCPU)
+				p50, p90, p99, p999 = append(p50, p.P50), append(p90, p.P90), append(p99, p.P99), append(p999, p.P999)
+				if p.ServerCPUPerCheck > 0 {
+					cpu = append(cpu, p.ServerCPUPerCheck)
+				}
+				if p.AllocsPerCheck > 0 {
+					allocs, bytes = append(allocs, p.AllocsPerCheck), append(bytes, p.BytesPerCheck)
+				}
+				sum.Errors += p.Errors
+				sum.Unexpected += p.Unexpected
 			}
-			if p.AllocsPerCheck > 0 {
-				allocs, bytes = append(allocs, p.AllocsPerCheck), append(bytes, p.BytesPerCheck)
+			sum.Rate, sum.LoadCPU = median(rate), median(load)
+			sum.P50, sum.P90, sum.P99, sum.P999 = median(p50), median(p90), median(p99), median(p999)
+			sum.ServerCPUPerCheck = median(cpu)
+			sum.AllocsPerCheck, sum.BytesPerCheck = median(allocs), median(bytes)
+			if s.name != NameFloor {
+				sum.RatioToFloor = ratio(s.name, NameFloor, n)
 			}
-			sum.Errors += p.Errors
-			sum.Unexpected += p.Unexpected
+			if s.name != NameJWT && s.name != NameFloor {
+				sum.RatioToJWT = ratio(s.name, NameJWT, n)
+			}
+			out = append(out, sum)
 		}
-		sum.Rate, sum.LoadCPU = median(rate), median(load)
-		sum.P50, sum.P90, sum.P99, sum.P999 = median(p50), median(p90), median(p99), median(p999)
-		sum.ServerCPUPerCheck = median(cpu)
-		sum.AllocsPerCheck, sum.BytesPerCheck = median(allocs), median(bytes)
-		if s.name != NameFloor {
-			sum.RatioToFloor = ratio(s.name, NameFloor)
-		}
-		if s.name != NameJWT && s.name != NameFloor {
-			sum.RatioToJWT = ratio(s.name, NameJWT)
-		}
-		out = append(out, sum)
 	}
 	return out
 }
@@ -620,8 +662,9 @@ func summarize(phases []Phase, servers []*server) []Summary {
 // WriteText writes the summary table of a report.
 func (rep *Report) WriteText(w io.Writer) {
 	fmt.Fprintf(w, "\nmedians over %d run(s):\n", rep.Options.Runs)
-	fmt.Fprintf(w, "%-13s %9s %9s %9s %9s %9s %11s %7s %6s %7s %9s %9s\n",
+	fmt.Fprintf(w, "%-16s %9s %9s %9s %9s %9s %11s %7s %6s %7s %9s %9s\n",
 		"server", "Checks/s", "p50", "p90", "p99", "p99.9", "CPU/Check", "allocs", "load", "errors", "vs floor", "vs jwt")
+	counts := len(rep.Options.Conns)
 	for _, s := range rep.Summary {
 		cpu := "-"
 		if s.ServerCPUPerCheck > 0 {
@@ -631,13 +674,13 @@ func (rep *Report) WriteText(w io.Writer) {
 		if s.AllocsPerCheck > 0 {
 			allocs = fmt.Sprintf("%.0f", s.AllocsPerCheck)
 		}
-		fmt.Fprintf(w, "%-13s %9.0f %9v %9v %9v %9v %11s %7s %5.0f%% %7d %9s %9s\n",
-			s.Server, s.Rate, rnd(s.P50), rnd(s.P90), rnd(s.P99), rnd(s.P999), cpu, allocs, 100*s.LoadCPU,
+		fmt.Fprintf(w, "%-16s %9.0f %9v %9v %9v %9v %11s %7s %5.0f%% %7d %9s %9s\n",
+			phaseName(s.Server, s.Connections, counts), s.Rate, rnd(s.P50), rnd(s.P90), rnd(s.P99), rnd(s.P999), cpu, allocs, 100*s.LoadCPU,
 			s.Errors+s.Unexpected, ratioText(s.RatioToFloor), ratioText(s.RatioToJWT))
 	}
 	for _, s := range rep.Summary {
 		if s.LoadCPU > 0.9 && rep.Options.Rate <= 0 {
-			fmt.Fprintf(w, "note: the load generator used %.0f%% of its CPU against %s: that run may be limited by the load, not the server\n", 100*s.LoadCPU, s.Server)
+			fmt.Fprintf(w, "note: the load generator used %.0f%% of its CPU against %s: that run may be limited by the load, not the server\n", 100*s.LoadCPU, phaseName(s.Server, s.Connections, counts))
 		}
 	}
 }
