@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"runtime/debug"
 	"strconv"
 	"strings"
 	"sync"
@@ -222,4 +223,20 @@ func TestServeReloadAndShutdownLeaveNoGoroutines(t *testing.T) {
 	conn.Close()
 	hs.CloseClientConnections()
 	http.DefaultClient.CloseIdleConnections() // the admin polls' keep-alive connections
+}
+
+func TestServeGCPercent(t *testing.T) {
+	prev := debug.SetGCPercent(100)
+	defer debug.SetGCPercent(prev)
+	unset := func(string) (string, bool) { return "", false }
+	setGCPercent(unset)
+	if got := debug.SetGCPercent(100); got != gcPercent {
+		t.Errorf("without GOGC, the GC percent is %d, want %d", got, gcPercent)
+	}
+	set := func(k string) (string, bool) { return "50", k == "GOGC" }
+	debug.SetGCPercent(50) // what the runtime made of GOGC=50
+	setGCPercent(set)
+	if got := debug.SetGCPercent(100); got != 50 {
+		t.Errorf("with GOGC=50, the GC percent is %d, want GOGC's 50", got)
+	}
 }
