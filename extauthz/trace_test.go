@@ -318,3 +318,79 @@ func BenchmarkCheckTracing(b *testing.B) {
 		})
 	}
 }
+
+// Key fetches are traced: a background fetch is a trace of its own (with
+// discovery inside it), and a fetch a Check waits for, for an unknown kid
+// after the IdP rotated keys, is a child of that Check's span.
+func TestKeyFetchSpans(t *testing.T) {
+	rcv := otlptest.Start(t)
+	p, err := tracing.New(context.Background(), config.Tracing{Enabled: true, Protocol: config.ProtocolHTTP, Endpoint: rcv.HTTPEndpoint},
+		"test", func(string) string { return "" })
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Shutdown(context.Background())
+	idp, err := devidp.New(audience)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hs := httptest.NewServer(idp.Handler())
+	defer hs.Close()
+	idp.Issuer = hs.URL
+	cfg, err := config.Parse([]byte("issuers:\n  - issuer: "+strconv.Quote(hs.URL)+"\n    audiences: ["+strconv.Quote(audience)+"]\n"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ks := token.NewKeySets(token.KeySetOptions{Tracer: p.Tracer, MinRefetch: time.Nanosecond})
+	defer ks.Close()
+	engine, verifier, err := extauthz.NewEngine(cfg, extauthz.NewRuntime(ks))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	verifier.WaitFirstFetch(ctx)
+	srv := extauthz.NewServer(engine, extauthz.Options{Tracing: extauthz.Tracing{Tracer: p.Tracer, Propagator: p.Propagator}})
+
+	rotated, err := devidp.NewKey("rs-2", "RS256")
+	if err != nil {
+		t.Fatal(err)
+	}
+	idp.SetKeys(append([]*devidp.Key{rotated}, idp.Keys()...)...)
+	tok, err := idp.UserToken("u", "aal2", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req := bench.Request(tok)
+	req.GetAttributes().GetRequest().GetHttp().GetHeaders()["traceparent"] = traceparent(headerTrace, headerSpan, true)
+	if r, err := srv.Check(ctx, req); err != nil || r.GetStatus().GetCode() != 0 {
+		t.Fatalf("a token signed with the rotated key: %v, %v; want allowed after the refetch", r, err)
+	}
+	flush(t, p)
+
+	check := spanWithParent(t, rcv, headerTrace)
+	var first, onDemand []otlptest.Span
+	for _, s := range rcv.Named(token.SpanJWKSFetch) {
+		if s.Attributes[token.AttrIssuer] != hs.URL || s.Attributes[token.AttrFetchResult] != "ok" {
+			t.Errorf("fetch span attributes %v", s.Attributes)
+		}
+		switch {
+		case s.ParentSpanID == "":
+			first = append(first, s)
+		case s.TraceID == headerTrace && s.ParentSpanID == check.SpanID:
+			onDemand = append(onDemand, s)
+		}
+	}
+	if len(first) != 1 || len(onDemand) != 1 {
+		t.Fatalf("fetch spans: %d roots, %d children of the Check; want 1 and 1 (all: %+v)", len(first), len(onDemand), rcv.Spans())
+	}
+	var discoveries int
+	for _, d := range rcv.Named(token.SpanDiscovery) {
+		if d.ParentSpanID == first[0].SpanID || d.ParentSpanID == onDemand[0].SpanID {
+			discoveries++
+		}
+	}
+	if discoveries != 2 {
+		t.Errorf("%d discovery spans inside the two fetches, want 2", discoveries)
+	}
+}

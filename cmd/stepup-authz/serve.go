@@ -160,6 +160,7 @@ func newApp(path string, v *config.Overrides, stderr *os.File, addrHints map[str
 			a.metrics.JWKSFetches.WithLabelValues(issuer, result).Inc()
 		},
 		Logger: a.log,
+		Tracer: a.tracer.KeyFetchTracer(),
 	})
 	a.rt = extauthz.NewRuntime(ks)
 	a.rt.OnIntrospection = func(issuer, result string) {

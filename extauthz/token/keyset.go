@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/MicahParks/jwkset"
+	"go.opentelemetry.io/otel/trace"
 )
 
 // Results passed to KeySetOptions.OnFetch, one per fetch attempt.
@@ -53,6 +54,8 @@ type KeySetOptions struct {
 	// OnFetch, when set, is called after every fetch attempt with one of the Fetch*
 	// results, from the fetching goroutine; it must be safe for concurrent use.
 	OnFetch func(issuer, result string)
+	// Tracer, when set, traces every fetch (see trace.go); nil traces nothing.
+	Tracer trace.Tracer
 	// Now is the clock for rate limiting and status; nil means time.Now.
 	Now func() time.Time
 	// AfterFunc runs f in its own goroutine once d has passed on the Now clock and
@@ -551,6 +554,8 @@ type keySet struct {
 	// starts while one is scheduled, for any reason, is that fetch.
 	next   chan struct{}
 	nextAt time.Time // when the scheduled fetch starts, on the Now clock
+	// nextParent is the trace of the Check that scheduled the fetch, its span's parent.
+	nextParent trace.SpanContext
 	// nextRefresh is when the background refresher fetches next.
 	nextRefresh time.Time
 	stopNext    func() bool // cancels the scheduled fetch's timer
@@ -613,7 +618,7 @@ func (s *keySet) run() {
 	defer s.firstOnce.Do(func() { close(s.firstDone) })
 	backoff := s.retry
 	for {
-		if done := s.startFetch(true); done != nil {
+		if done := s.startFetch(true, trace.SpanContext{}); done != nil {
 			select {
 			case <-done:
 			case <-s.ctx.Done():
@@ -646,7 +651,7 @@ func (s *keySet) run() {
 // held, the background refresher retries failures within seconds; a request does not
 // wait for the window to open.)
 func (s *keySet) refetch(ctx context.Context) bool {
-	done := s.startFetch(false)
+	done := s.startFetch(false, trace.SpanContextFromContext(ctx))
 	if done == nil {
 		return false
 	}
@@ -688,7 +693,7 @@ func (s *keySet) findKid(ctx context.Context, kid string, signedBy time.Time) ([
 			return nil, s.unknownKid(kid)
 		}
 	}
-	done, at := s.nextFetch()
+	done, at := s.nextFetch(trace.SpanContextFromContext(ctx))
 	if done == nil {
 		return nil, s.errStopped()
 	}
@@ -723,7 +728,7 @@ func (s *keySet) errStopped() error {
 // for a running or a just started fetch): the running fetch, else one started now when
 // MinRefetch has passed, else the scheduled one, scheduling it when needed. It returns
 // nil when the set is stopped.
-func (s *keySet) nextFetch() (<-chan struct{}, time.Time) {
+func (s *keySet) nextFetch(parent trace.SpanContext) (<-chan struct{}, time.Time) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.ctx.Err() != nil {
@@ -735,9 +740,10 @@ func (s *keySet) nextFetch() (<-chan struct{}, time.Time) {
 	}
 	if s.next == nil {
 		if s.lastStart.IsZero() || now.Sub(s.lastStart) >= s.opts.MinRefetch {
-			return s.begin(now), now
+			return s.begin(now, parent), now
 		}
 		s.next = make(chan struct{})
+		s.nextParent = parent
 		s.nextAt = s.lastStart.Add(s.opts.MinRefetch)
 		s.stopNext = s.opts.AfterFunc(s.nextAt.Sub(now), s.startScheduled)
 	}
@@ -757,13 +763,13 @@ func (s *keySet) startScheduled() {
 	if s.next == nil || s.ctx.Err() != nil {
 		return
 	}
-	s.begin(s.opts.Now())
+	s.begin(s.opts.Now(), s.nextParent)
 }
 
 // startFetch returns the channel of the running fetch, starting a fetch when none runs
 // (and, unless force, when MinRefetch has passed since the last start). It returns nil
 // when no fetch runs: rate limited or stopped.
-func (s *keySet) startFetch(force bool) <-chan struct{} {
+func (s *keySet) startFetch(force bool, parent trace.SpanContext) <-chan struct{} {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.ctx.Err() != nil {
@@ -776,12 +782,12 @@ func (s *keySet) startFetch(force bool) <-chan struct{} {
 	if !force && !s.lastStart.IsZero() && now.Sub(s.lastStart) < s.opts.MinRefetch {
 		return nil
 	}
-	return s.begin(now)
+	return s.begin(now, parent)
 }
 
 // begin starts a fetch; s.mu is held and no fetch runs. A scheduled fetch is replaced
 // by this one: its waiters are released when this one finishes.
-func (s *keySet) begin(now time.Time) chan struct{} {
+func (s *keySet) begin(now time.Time, parent trace.SpanContext) chan struct{} {
 	done := s.next
 	if done != nil {
 		s.stopNext()
@@ -794,7 +800,7 @@ func (s *keySet) begin(now time.Time) chan struct{} {
 	s.wg.Add(1)
 	go func() {
 		defer s.wg.Done()
-		s.fetchOnce(now)
+		s.fetchOnce(now, parent)
 		s.mu.Lock()
 		s.inflight = nil
 		s.mu.Unlock()
@@ -836,14 +842,16 @@ func (s *keySet) unknownKid(kid string) *InvalidError {
 }
 
 // fetchOnce performs one fetch, started at start, and records its outcome.
-func (s *keySet) fetchOnce(start time.Time) {
+func (s *keySet) fetchOnce(start time.Time, parent trace.SpanContext) {
 	ctx, cancel := context.WithTimeout(s.ctx, fetchTimeout)
 	defer cancel()
+	ctx, span := s.startSpan(ctx, SpanJWKSFetch, parent)
 	result, err := s.fetch(ctx)
 	if err != nil {
 		result = fetchResult(err)
 		err = fmt.Errorf("fetch jwks: %w", err) // the issuer is named by whoever reports it
 	}
+	s.endSpan(span, result, err)
 	now := s.opts.Now()
 	s.mu.Lock()
 	s.fetched = true
@@ -870,7 +878,10 @@ func (s *keySet) fetch(ctx context.Context) (string, error) {
 	uri := s.jwksURI
 	if uri == "" {
 		var err error
-		if uri, err = discover(ctx, client, s.issuer); err != nil {
+		dctx, span := s.startSpan(ctx, SpanDiscovery, trace.SpanContextFromContext(ctx))
+		uri, err = discover(dctx, client, s.issuer)
+		s.endSpan(span, "", err)
+		if err != nil {
 			return "", err
 		}
 	}

@@ -17,6 +17,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"go.opentelemetry.io/otel/trace"
 )
 
 // unknownKid returns a token naming a kid the IdP does not publish, to provoke a refetch.
@@ -244,7 +246,7 @@ func TestKeySetScheduledRefetchJoinsTheBackgroundRefresh(t *testing.T) {
 		done <- err
 	}()
 	eventually(t, "the request to wait for the scheduled fetch", func() bool { return keys.waiting.Load() == 1 })
-	<-keys.startFetch(true) // what the background refresher does
+	<-keys.startFetch(true, trace.SpanContext{}) // what the background refresher does
 	if err := <-done; err != nil {
 		t.Fatalf("the waiter did not get the refreshed keys: %v", err)
 	}

@@ -111,6 +111,15 @@ func NewWithExporter(ctx context.Context, exp sdktrace.SpanExporter, applied App
 	}, nil
 }
 
+// KeyFetchTracer is the tracer for key fetches (token.KeySetOptions.Tracer):
+// nil, tracing nothing, when p is nil (tracing off).
+func (p *Provider) KeyFetchTracer() trace.Tracer {
+	if p == nil {
+		return nil
+	}
+	return p.Tracer
+}
+
 // ForceFlush sends every span ended so far.
 func (p *Provider) ForceFlush(ctx context.Context) error { return p.tp.ForceFlush(ctx) }
 
