@@ -360,7 +360,8 @@ func TestJWTAuthnPayloadIsUsed(t *testing.T) {
 		t.Fatalf("got %s", r)
 	}
 	_, metrics := s.server.get(t, "/metrics")
-	if !strings.Contains(metrics, `stepup_token_cache_requests_total{result="miss"} 0`) ||
+	if !strings.Contains(metrics, `stepup_token_verifications_total{verifier="jwt"} 0`) ||
+		!strings.Contains(metrics, `stepup_token_verifications_total{verifier="jwt_authn"} 1`) ||
 		!strings.Contains(metrics, `stepup_decisions_total{decision="allow",policy="payout-destination",reason="allowed"} 1`) {
 		t.Fatalf("the server verified the token itself (or did not allow it):\n%s", grep(metrics, "stepup_"))
 	}

@@ -118,13 +118,13 @@ func newAttackHarnessWith(t *testing.T, ko token.KeySetOptions) *attackHarness {
 	}
 	ks := token.NewKeySets(ko)
 	t.Cleanup(ks.Close)
-	engine, verifier, err := extauthz.NewEngine(cfg, extauthz.NewRuntime(ks))
+	engine, err := extauthz.NewEngine(cfg, ks, extauthz.EngineOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	verifier.WaitFirstFetch(ctx)
+	engine.WaitFirstFetch(ctx)
 
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {

@@ -44,13 +44,13 @@ func newCheckFixture(b *testing.B, cacheSize int) *checkFixture {
 	}
 	ks := token.NewKeySets(token.KeySetOptions{})
 	b.Cleanup(ks.Close)
-	engine, verifier, err := extauthz.NewEngine(cfg, extauthz.NewRuntime(ks))
+	engine, err := extauthz.NewEngine(cfg, ks, extauthz.EngineOptions{})
 	if err != nil {
 		b.Fatal(err)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	verifier.WaitFirstFetch(ctx)
+	engine.WaitFirstFetch(ctx)
 	srv := extauthz.NewServer(engine, extauthz.Options{
 		Metrics: extauthz.NewMetrics(prometheus.NewRegistry()),
 		Logger:  slog.New(slog.NewTextHandler(io.Discard, nil)),

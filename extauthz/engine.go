@@ -2,18 +2,11 @@ package extauthz
 
 import (
 	"context"
-	"crypto/sha256"
-	"crypto/tls"
-	"crypto/x509"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"math"
-	"net"
-	"net/http"
-	"os"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"time"
 
 	"google.golang.org/protobuf/types/known/structpb"
@@ -23,54 +16,52 @@ import (
 	"github.com/stepup-authz/stepup-authz/policy"
 )
 
-// Verifier turns a raw bearer token into verified claims.
-type Verifier interface {
-	Verify(ctx context.Context, raw string) (*policy.Claims, error)
-	// VerifyEnvoyPayload accepts a token on the strength of the payload Envoy's
-	// jwt_authn filter verified; ok is false when that does not apply.
-	VerifyEnvoyPayload(raw string, jwtAuthn map[string]any) (c *policy.Claims, ok bool, err error)
-}
-
-// Engine is one immutable configuration of the server: a config reload
-// builds a new Engine and swaps it in atomically.
+// Engine is one configuration of the server, built once by NewEngine and never
+// changed: the policy data (settings, routes, the default, each issuer's rules),
+// the token pipeline, and the caches that belong to this configuration alone
+// (remembered route metadata layers and step-up denials; the pipeline's
+// verified-principal cache). A config reload builds a new Engine and swaps it in
+// with one pointer (Server.Swap), so nothing learned under an old configuration
+// is used under a new one.
 type Engine struct {
-	Settings  policy.Settings
-	Namespace string
-	Default   policy.Layer
-	Routes    []policy.Route
-	// Rules holds each issuer's acr aliases, amr levels and challenge values.
-	Rules    map[string]*policy.IssuerRules
-	Verifier Verifier
+	cfg       *config.Config
+	settings  policy.Settings
+	namespace string
+	defaults  policy.Layer
+	routes    []policy.Route
+	// issuers holds each issuer's acr aliases, amr levels and challenge values.
+	issuers  map[string]*policy.IssuerRules
+	pipeline *token.Pipeline
 
 	// layers remembers route metadata already parsed (see metadataLayer).
-	layers layerCache
+	layers memo[string, *policy.Layer]
+	// stepUps remembers built step-up denials (see stepUpResponse).
+	stepUps stepUpMemo
 }
 
-// Runtime is what outlives config reloads: the JWKS key sets and the HTTP
-// clients that fetch them, so that an unchanged issuer keeps its cached keys.
-type Runtime struct {
-	KeySets *token.KeySets
+// EngineOptions tune an Engine; zero values are usable.
+type EngineOptions struct {
+	// Now is the token pipeline's clock (exp, nbf, iat, the cache); nil means time.Now.
+	Now func() time.Time
 	// OnIntrospection, when set, is told the result of every introspection
 	// (serve counts them; check shows them).
 	OnIntrospection func(issuer, result string)
-	mu              sync.Mutex
-	clients         map[[32]byte]*http.Client
 }
 
-// NewRuntime returns a Runtime around ks.
-func NewRuntime(ks *token.KeySets) *Runtime {
-	return &Runtime{KeySets: ks, clients: map[[32]byte]*http.Client{}}
-}
-
-// NewEngine builds an Engine from a validated config.
-func NewEngine(cfg *config.Config, rt *Runtime) (*Engine, *token.Verifier, error) {
+// NewEngine builds an Engine from a validated config. Its issuers' key sets come
+// from keys, which outlives reloads: an issuer whose jwks_uri and CA bundle did not
+// change keeps its cached keys.
+func NewEngine(cfg *config.Config, keys *token.KeySets, opts EngineOptions) (*Engine, error) {
+	if keys == nil {
+		return nil, errors.New("extauthz: NewEngine needs the key sets")
+	}
 	issuers := make([]token.IssuerConfig, 0, len(cfg.Issuers))
 	rules := make(map[string]*policy.IssuerRules, len(cfg.Issuers))
 	for i := range cfg.Issuers {
 		iss := &cfg.Issuers[i]
-		client, err := rt.httpClient(iss.CAFile)
+		client, err := keys.ClientFor(iss.CAFile)
 		if err != nil {
-			return nil, nil, fmt.Errorf("issuers[%d].ca_file: %w", i, err)
+			return nil, fmt.Errorf("issuers[%d].ca_file: %w", i, err)
 		}
 		issuers = append(issuers, token.IssuerConfig{
 			Issuer:     iss.Issuer,
@@ -86,26 +77,24 @@ func NewEngine(cfg *config.Config, rt *Runtime) (*Engine, *token.Verifier, error
 		r := iss.Rules()
 		rules[iss.Issuer] = &r
 	}
-	v, err := token.NewVerifier(rt.KeySets, issuers, token.Options{
+	p, err := token.NewPipeline(keys, issuers, token.Options{
 		ClockSkew:       cfg.ClockSkew,
+		Now:             opts.Now,
 		CacheSize:       cfg.TokenCacheSize,
-		OnIntrospection: rt.OnIntrospection,
+		OnIntrospection: opts.OnIntrospection,
 	})
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
 	return &Engine{
-		Settings: policy.Settings{
-			Levels:      cfg.ACRLevels,
-			ClockSkew:   cfg.ClockSkew,
-			MachineRule: cfg.MachineTokens,
-		},
-		Namespace: cfg.MetadataNamespace,
-		Default:   cfg.Default,
-		Routes:    cfg.Routes,
-		Rules:     rules,
-		Verifier:  v,
-	}, v, nil
+		cfg:       cfg,
+		settings:  cfg.Settings(),
+		namespace: cfg.MetadataNamespace,
+		defaults:  cfg.Default,
+		routes:    cfg.Routes,
+		issuers:   rules,
+		pipeline:  p,
+	}, nil
 }
 
 // introspectionConfig converts issuers[].introspection; nil stays nil.
@@ -127,51 +116,24 @@ func introspectionConfig(in *config.Introspection) *token.IntrospectionConfig {
 	}
 }
 
-// httpClient returns one client per distinct CA bundle, reused across
-// reloads, because key sets are keyed partly by their client.
-func (rt *Runtime) httpClient(caFile string) (*http.Client, error) {
-	var pem []byte
-	if caFile != "" {
-		var err error
-		if pem, err = os.ReadFile(caFile); err != nil {
-			return nil, err
-		}
-	}
-	key := sha256.Sum256(pem)
-	rt.mu.Lock()
-	defer rt.mu.Unlock()
-	if c, ok := rt.clients[key]; ok {
-		return c, nil
-	}
-	if caFile == "" {
-		c := newClient(nil)
-		rt.clients[key] = c
-		return c, nil
-	}
-	pool, err := x509.SystemCertPool()
-	if err != nil {
-		pool = x509.NewCertPool()
-	}
-	if !pool.AppendCertsFromPEM(pem) {
-		return nil, fmt.Errorf("%s: no PEM certificate found", caFile)
-	}
-	c := newClient(pool)
-	rt.clients[key] = c
-	return c, nil
-}
+// Config is the configuration the Engine was built from; it must not be modified.
+func (e *Engine) Config() *config.Config { return e.cfg }
 
-func newClient(roots *x509.CertPool) *http.Client {
-	tr := &http.Transport{
-		Proxy:                 http.ProxyFromEnvironment,
-		DialContext:           (&net.Dialer{Timeout: 5 * time.Second}).DialContext,
-		TLSClientConfig:       &tls.Config{RootCAs: roots, MinVersion: tls.VersionTLS12},
-		TLSHandshakeTimeout:   5 * time.Second,
-		ResponseHeaderTimeout: 10 * time.Second,
-		MaxIdleConnsPerHost:   2,
-		IdleConnTimeout:       90 * time.Second,
-	}
-	return &http.Client{Transport: tr, Timeout: 15 * time.Second}
-}
+// Pipeline is the Engine's token pipeline.
+func (e *Engine) Pipeline() *token.Pipeline { return e.pipeline }
+
+// WaitFirstFetch blocks until the first key fetch of every issuer finished,
+// successfully or not, or ctx is done.
+func (e *Engine) WaitFirstFetch(ctx context.Context) { e.pipeline.WaitFirstFetch(ctx) }
+
+// Status reports the key status of the Engine's issuers, in configuration order.
+func (e *Engine) Status() []token.IssuerStatus { return e.pipeline.Status() }
+
+// CacheStats returns the verified-principal cache's hit and miss counts.
+func (e *Engine) CacheStats() (hits, misses uint64) { return e.pipeline.CacheStats() }
+
+// Verified returns how many principals each verifier of the pipeline produced.
+func (e *Engine) Verified() []token.VerifierCount { return e.pipeline.Verified() }
 
 // resolve works out the policy for a request, field by field, most specific
 // source first (CONTRACT.md, "Policy"). A value that cannot be understood is
@@ -183,13 +145,13 @@ func (e *Engine) resolve(a *attributes, withProvenance bool) (policy.Policy, pol
 	if a.metadata != nil && len(a.metadata.GetFields()) > 0 {
 		l, err := e.metadataLayer(a.metadata)
 		if err != nil {
-			return policy.Policy{}, nil, fmt.Errorf("route metadata %q: %w", e.Namespace, err)
+			return policy.Policy{}, nil, fmt.Errorf("route metadata %q: %w", e.namespace, err)
 		}
 		layers[n] = policy.Sourced{Source: policy.SourceRouteMetadata, Layer: l}
 		n++
 	}
 	if len(a.extensions) > 0 {
-		l, err := policy.ParseContextExtensions(a.extensions, e.Settings.Levels)
+		l, err := policy.ParseContextExtensions(a.extensions, e.settings.Levels)
 		if err != nil {
 			return policy.Policy{}, nil, fmt.Errorf("context_extensions: %w", err)
 		}
@@ -198,7 +160,7 @@ func (e *Engine) resolve(a *attributes, withProvenance bool) (policy.Policy, pol
 			n++
 		}
 	}
-	route, err := policy.MatchRoute(e.Routes, a.routeRequest())
+	route, err := policy.MatchRoute(e.routes, a.routeRequest())
 	if err != nil {
 		return policy.Policy{}, nil, err
 	}
@@ -206,7 +168,7 @@ func (e *Engine) resolve(a *attributes, withProvenance bool) (policy.Policy, pol
 		layers[n] = policy.Sourced{Source: policy.SourceConfigRoute, Label: route.Name, Layer: route.Layer}
 		n++
 	}
-	layers[n] = policy.Sourced{Source: policy.SourceDefault, Layer: e.Default}
+	layers[n] = policy.Sourced{Source: policy.SourceDefault, Layer: e.defaults}
 	n++
 	if !withProvenance {
 		return policy.Merge(layers[:n]...), nil, nil
@@ -224,11 +186,11 @@ func (e *Engine) metadataLayer(md *structpb.Struct) (policy.Layer, error) {
 	var buf [256]byte
 	key, cacheable := metadataKey(buf[:0], md)
 	if cacheable {
-		if l, ok := e.layers.get(key); ok {
+		if l, ok := e.layers.load()[string(key)]; ok {
 			return *l, nil
 		}
 	}
-	l, err := policy.ParseMetadata(md.AsMap(), e.Settings.Levels)
+	l, err := policy.ParseMetadata(md.AsMap(), e.settings.Levels)
 	if err == nil && cacheable {
 		e.layers.put(string(key), cloneLayer(l))
 	}
@@ -321,52 +283,13 @@ func metadataKey(buf []byte, md *structpb.Struct) (key []byte, ok bool) {
 	return buf, true
 }
 
-// maxLayers bounds the remembered route metadata layers.
-const maxLayers = 1024
-
-// layerCache is a copy-on-write map read without locking.
-type layerCache struct {
-	m  atomic.Pointer[map[string]*policy.Layer]
-	mu sync.Mutex
-}
-
-func (c *layerCache) get(key []byte) (*policy.Layer, bool) {
-	m := c.m.Load()
-	if m == nil {
-		return nil, false
-	}
-	l, ok := (*m)[string(key)]
-	return l, ok
-}
-
-func (c *layerCache) put(key string, l *policy.Layer) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	old := c.m.Load()
-	size := 0
-	if old != nil {
-		size = len(*old)
-	}
-	if size >= maxLayers {
-		return
-	}
-	next := make(map[string]*policy.Layer, size+1)
-	if old != nil {
-		for k, v := range *old {
-			next[k] = v
-		}
-	}
-	next[key] = l
-	c.m.Store(&next)
-}
-
 // noRules are the empty rules; shared, never modified.
 var noRules = &policy.IssuerRules{}
 
 // rules returns the issuer's rules, or empty rules for an unknown issuer
 // (which cannot happen for a verified token, but must not panic).
 func (e *Engine) rules(issuer string) *policy.IssuerRules {
-	if r, ok := e.Rules[issuer]; ok {
+	if r, ok := e.issuers[issuer]; ok {
 		return r
 	}
 	return noRules

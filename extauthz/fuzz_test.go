@@ -92,23 +92,15 @@ func newFuzzServer(f *testing.F) *fuzzServer {
 	now := func() time.Time { return fuzzNow }
 	ks := token.NewKeySets(token.KeySetOptions{Now: now})
 	f.Cleanup(ks.Close)
-	v, err := token.NewVerifier(ks, []token.IssuerConfig{{Issuer: fuzzIssuer, JWKSURI: hs.URL + "/jwks.json", Audiences: []string{audience}}},
-		token.Options{ClockSkew: cfg.ClockSkew, Now: now})
+	// The fixed issuer's keys are served on loopback.
+	cfg.Issuers[0].JWKSURI = hs.URL + "/jwks.json"
+	e, err := extauthz.NewEngine(cfg, ks, extauthz.EngineOptions{Now: now})
 	if err != nil {
 		f.Fatal(err)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	v.WaitFirstFetch(ctx)
-	rules := cfg.Issuers[0].Rules()
-	e := &extauthz.Engine{
-		Settings:  policy.Settings{Levels: cfg.ACRLevels, ClockSkew: cfg.ClockSkew, MachineRule: cfg.MachineTokens},
-		Namespace: cfg.MetadataNamespace,
-		Default:   cfg.Default,
-		Routes:    cfg.Routes,
-		Rules:     map[string]*policy.IssuerRules{fuzzIssuer: &rules},
-		Verifier:  v,
-	}
+	e.WaitFirstFetch(ctx)
 	fs := &fuzzServer{srv: extauthz.NewServer(e, extauthz.Options{Now: now})}
 	for _, c := range []devidp.Claims{
 		{"sub": "user-1", "acr": "aal2", "auth_time": fuzzNow.Unix()},

@@ -2,6 +2,8 @@ package extauthz
 
 import (
 	"fmt"
+	"math"
+	"reflect"
 	"testing"
 	"time"
 
@@ -31,7 +33,7 @@ func mustStruct(t *testing.T, m map[string]any) *structpb.Struct {
 // are never remembered, and metadata that differs only in a value's kind
 // ("300" and 300) is told apart.
 func TestMetadataLayerRemembered(t *testing.T) {
-	e := &Engine{Settings: policy.Settings{Levels: policy.DefaultLevels}}
+	e := &Engine{settings: policy.Settings{Levels: policy.DefaultLevels}}
 	for _, md := range []map[string]any{
 		{"required_acr": "aal2", "max_age": 300},
 		{"required_acr": "aal2", "max_age": "300"},
@@ -54,9 +56,8 @@ func TestMetadataLayerRemembered(t *testing.T) {
 			}
 		}
 	}
-	m := e.layers.m.Load()
-	if m == nil || len(*m) != 5 {
-		t.Fatalf("remembered %v layers, want the 5 valid ones", m)
+	if n := e.layers.len(); n != 5 {
+		t.Fatalf("remembered %d layers, want the 5 valid ones", n)
 	}
 }
 
@@ -106,6 +107,7 @@ func TestMergeIsResolveWithoutProvenance(t *testing.T) {
 // for every combination of what it depends on.
 func TestStepUpRemembered(t *testing.T) {
 	rules := &policy.IssuerRules{ChallengeACRValues: map[string]string{"aal3": "urn:x:3"}}
+	var remembered stepUpMemo
 	for _, r := range []policy.Reason{policy.ReasonACRTooLow, policy.ReasonACRMissing, policy.ReasonAuthTooOld, policy.ReasonAuthTimeMissing} {
 		for _, p := range []policy.Policy{
 			{RequiredACR: "aal2"}, {RequiredACR: "aal3"}, {MaxAge: 0, HasMaxAge: true},
@@ -115,7 +117,7 @@ func TestStepUpRemembered(t *testing.T) {
 				d := &policy.Decision{Reason: r, Policy: p}
 				want := buildStepUp(d, rl)
 				for range 2 {
-					if got := stepUpResponse(d, rl); !proto.Equal(got, want) {
+					if got := stepUpResponse(d, rl, &remembered); !proto.Equal(got, want) {
 						t.Fatalf("%s %v: %v, want %v", r, p, got, want)
 					}
 				}
@@ -213,7 +215,7 @@ func TestDecisionCounters(t *testing.T) {
 	if got := testutil.ToFloat64(m.Decisions.WithLabelValues("deny", "acr_too_low", "payouts")); got != 3 {
 		t.Fatalf("counted %v, want 3", got)
 	}
-	names := make([]string, maxDecisionCounters+10)
+	names := make([]string, memoLimit+10)
 	for i := range names {
 		names[i] = fmt.Sprint("p", i)
 	}
@@ -221,8 +223,51 @@ func TestDecisionCounters(t *testing.T) {
 	for _, n := range names {
 		m.decided("allow", "allowed", n)
 	}
-	m.decided("allow", "allowed", fmt.Sprint("p", maxDecisionCounters+5))
-	if got := testutil.ToFloat64(m.Decisions.WithLabelValues("allow", "allowed", fmt.Sprint("p", maxDecisionCounters+5))); got != 2 {
+	m.decided("allow", "allowed", fmt.Sprint("p", memoLimit+5))
+	if got := testutil.ToFloat64(m.Decisions.WithLabelValues("allow", "allowed", fmt.Sprint("p", memoLimit+5))); got != 2 {
 		t.Fatalf("beyond the bound: counted %v, want 2", got)
+	}
+}
+
+// TestJWTAuthnPayloadMatch: comparing a jwt_authn payload in place gives what
+// converting it (Struct.AsMap) and reflect.DeepEqual give.
+func TestJWTAuthnPayloadMatch(t *testing.T) {
+	own := map[string]any{"sub": "u", "n": 1.5, "ok": true, "none": nil,
+		"aud": []any{"a", "b"}, "cnf": map[string]any{"jkt": "x"}, "empty": []any{}, "obj": map[string]any{}}
+	variants := []map[string]any{
+		own,
+		{"sub": "u"},
+		{"sub": "v", "n": 1.5, "ok": true, "none": nil, "aud": []any{"a", "b"}, "cnf": map[string]any{"jkt": "x"}, "empty": []any{}, "obj": map[string]any{}},
+		{"sub": "u", "n": 2.0, "ok": true, "none": nil, "aud": []any{"a", "b"}, "cnf": map[string]any{"jkt": "x"}, "empty": []any{}, "obj": map[string]any{}},
+		{"sub": "u", "n": 1.5, "ok": false, "none": nil, "aud": []any{"a", "b"}, "cnf": map[string]any{"jkt": "x"}, "empty": []any{}, "obj": map[string]any{}},
+		{"sub": "u", "n": 1.5, "ok": true, "none": "x", "aud": []any{"a", "b"}, "cnf": map[string]any{"jkt": "x"}, "empty": []any{}, "obj": map[string]any{}},
+		{"sub": "u", "n": 1.5, "ok": true, "none": nil, "aud": []any{"b", "a"}, "cnf": map[string]any{"jkt": "x"}, "empty": []any{}, "obj": map[string]any{}},
+		{"sub": "u", "n": 1.5, "ok": true, "none": nil, "aud": []any{"a", "b"}, "cnf": map[string]any{"jkt": "y"}, "empty": []any{}, "obj": map[string]any{}},
+		{"sub": "u", "n": 1.5, "ok": true, "none": nil, "aud": []any{"a", "b"}, "cnf": map[string]any{"jkt": "x"}, "empty": []any{"z"}, "obj": map[string]any{}},
+		{"sub": "u", "n": 1.5, "ok": true, "none": nil, "aud": "a", "cnf": map[string]any{"jkt": "x"}, "empty": []any{}, "obj": map[string]any{}},
+		{"sub": 1.0, "n": 1.5, "ok": true, "none": nil, "aud": []any{"a", "b"}, "cnf": map[string]any{"jkt": "x"}, "empty": []any{}, "obj": map[string]any{}},
+		{"sub": "u", "n": "1.5", "ok": true, "none": nil, "aud": []any{"a", "b"}, "cnf": map[string]any{"jkt": "x"}, "empty": []any{}, "obj": map[string]any{}},
+		{"sub": "u", "n": 1.5, "ok": true, "none": nil, "aud": []any{"a", "b"}, "cnf": map[string]any{"jkt": "x"}, "empty": []any{}, "obj": map[string]any{}, "extra": 1.0},
+	}
+	for i, stored := range variants {
+		md := mustStruct(t, map[string]any{"jwt_payload": stored, "flat": "not a payload"})
+		p := jwtAuthnPayloads{md}
+		present, equal := p.Match("jwt_payload", own)
+		want := reflect.DeepEqual(md.AsMap()["jwt_payload"], own)
+		if !present || equal != want {
+			t.Errorf("variant %d: present %v equal %v, want equal %v", i, present, equal, want)
+		}
+		if present, _ := p.Match("flat", own); present {
+			t.Errorf("variant %d: a string under the name counts as a payload", i)
+		}
+		if present, _ := p.Match("absent", own); present {
+			t.Errorf("variant %d: a missing name counts as a payload", i)
+		}
+	}
+	// Non-finite numbers come out of AsMap as strings.
+	nan := &structpb.Struct{Fields: map[string]*structpb.Value{"p": structpb.NewStructValue(&structpb.Struct{
+		Fields: map[string]*structpb.Value{"x": structpb.NewNumberValue(math.NaN())}})}}
+	if _, equal := (jwtAuthnPayloads{nan}).Match("p", map[string]any{"x": "NaN"}); equal != reflect.DeepEqual(nan.AsMap()["p"], map[string]any{"x": "NaN"}) {
+		t.Error("NaN compares unlike AsMap")
 	}
 }

@@ -65,13 +65,13 @@ issuers:
 	}
 	ks := token.NewKeySets(token.KeySetOptions{})
 	tb.Cleanup(ks.Close)
-	engine, verifier, err := extauthz.NewEngine(cfg, extauthz.NewRuntime(ks))
+	engine, err := extauthz.NewEngine(cfg, ks, extauthz.EngineOptions{})
 	if err != nil {
 		tb.Fatal(err)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	verifier.WaitFirstFetch(ctx)
+	engine.WaitFirstFetch(ctx)
 	return extauthz.NewServer(engine, extauthz.Options{
 		Metrics: extauthz.NewMetrics(prometheus.NewRegistry()),
 		Logger:  slog.New(slog.NewTextHandler(io.Discard, nil)),
@@ -206,12 +206,12 @@ issuers:
 	}
 	ks := token.NewKeySets(token.KeySetOptions{})
 	defer ks.Close()
-	engine, verifier, err := extauthz.NewEngine(cfg, extauthz.NewRuntime(ks))
+	engine, err := extauthz.NewEngine(cfg, ks, extauthz.EngineOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	wctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	verifier.WaitFirstFetch(wctx)
+	engine.WaitFirstFetch(wctx)
 	cancel()
 	srv := extauthz.NewServer(engine, extauthz.Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 

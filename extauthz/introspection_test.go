@@ -67,19 +67,17 @@ func startIntrospected(t *testing.T, cfgYAML string) *introspected {
 	h := &introspected{results: map[string]int{}, logs: &lockedBuffer{}}
 	ks := token.NewKeySets(token.KeySetOptions{})
 	t.Cleanup(ks.Close)
-	rt := extauthz.NewRuntime(ks)
-	rt.OnIntrospection = func(_, result string) {
+	engine, err := extauthz.NewEngine(cfg, ks, extauthz.EngineOptions{OnIntrospection: func(_, result string) {
 		h.mu.Lock()
 		defer h.mu.Unlock()
 		h.results[result]++
-	}
-	engine, verifier, err := extauthz.NewEngine(cfg, rt)
+	}})
 	if err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	verifier.WaitFirstFetch(ctx)
+	engine.WaitFirstFetch(ctx)
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)

@@ -3,7 +3,6 @@ package extauthz
 import (
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -52,8 +51,8 @@ const (
 var decisionLabels = [numDecisionLabels]string{"allow", "deny", "dry_run_deny"}
 
 // cacheOutcome says whether a Check's token came from the verified-token
-// cache: cacheNone when no token was verified (none, mode off, a policy
-// error, a jwt_authn payload).
+// cache: cacheNone when no token was looked up (none, an unreadable
+// Authorization header, mode off, a policy error).
 type cacheOutcome uint8
 
 const (
@@ -241,49 +240,25 @@ func (m *Metrics) decided(decision, reason, policy string) {
 
 type decisionKey struct{ decision, reason, policy string }
 
-// maxDecisionCounters bounds the lock-free map; beyond it (many policy names
-// from route metadata) counting falls back to the CounterVec.
-const maxDecisionCounters = 1024
-
+// decisionCounters are the counters of Decisions already seen, in a memo: past
+// its bound (many policy names from route metadata) counting falls back to the
+// CounterVec.
 type decisionCounters struct {
 	vec *prometheus.CounterVec
-	m   atomic.Pointer[map[decisionKey]prometheus.Counter]
-	mu  sync.Mutex
+	m   memo[decisionKey, prometheus.Counter]
 }
 
 func (d *decisionCounters) inc(k decisionKey, names *policyLabels) {
-	if m := d.m.Load(); m != nil {
-		if c, ok := (*m)[k]; ok {
-			c.Inc()
-			return
-		}
+	if c, ok := d.m.get(k); ok {
+		c.Inc()
+		return
 	}
 	k = decisionKey{strings.Clone(k.decision), strings.Clone(k.reason), strings.Clone(k.policy)}
 	// The map remembers the counter under the name as sent; the series is
 	// labelled with the bounded name.
 	c := d.vec.WithLabelValues(k.decision, k.reason, names.label(k.policy))
 	c.Inc()
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	old := d.m.Load()
-	if old != nil && len(*old) >= maxDecisionCounters {
-		return
-	}
-	next := make(map[decisionKey]prometheus.Counter, 1+lenOf(old))
-	if old != nil {
-		for k, v := range *old {
-			next[k] = v
-		}
-	}
-	next[k] = c
-	d.m.Store(&next)
-}
-
-func lenOf(m *map[decisionKey]prometheus.Counter) int {
-	if m == nil {
-		return 0
-	}
-	return len(*m)
+	d.m.put(k, c)
 }
 
 // MaxExtraPolicyNames bounds the policy label's values beyond the config's
@@ -335,46 +310,73 @@ func (p *policyLabels) label(name string) string {
 	return OtherPolicy
 }
 
-// RegisterTokenCache exports the verified-token cache's hit and miss counts.
-// The verifier is replaced on every reload, so counts of retired verifiers
-// are carried forward to keep the counter monotonic.
+// RegisterTokenCache exports the verified-principal cache's hit and miss
+// counts, and how many principals each verifier produced on a miss. The Engine,
+// and its pipeline, is replaced on every reload, so counts of retired Engines
+// are carried forward to keep the counters monotonic.
 func (m *Metrics) RegisterTokenCache(reg prometheus.Registerer, current func() CacheStatser) {
 	c := &cacheCollector{current: current,
 		desc: prometheus.NewDesc("stepup_token_cache_requests_total",
-			"Verified-token cache lookups by result (hit, miss).", []string{"result"}, nil)}
+			"Verified-token cache lookups by result (hit, miss).", []string{"result"}, nil),
+		verifiedDesc: prometheus.NewDesc("stepup_token_verifications_total",
+			"Tokens verified on a cache miss, by the verifier that accepted them (jwt: locally, jwt_authn: on the strength of Envoy's jwt_authn payload).", []string{"verifier"}, nil),
+		base: map[string]uint64{}, seen: map[string]uint64{}}
 	reg.MustRegister(c)
 }
 
-// CacheStatser is a verifier that counts its cache hits and misses.
+// CacheStatser is the token pipeline's counts: an Engine gives them.
 type CacheStatser interface {
 	CacheStats() (hits, misses uint64)
+	Verified() []token.VerifierCount
 }
 
 type cacheCollector struct {
-	desc    *prometheus.Desc
-	current func() CacheStatser
-	mu      sync.Mutex
-	last    CacheStatser
-	base    [2]uint64
-	seen    [2]uint64
+	desc, verifiedDesc *prometheus.Desc
+	current            func() CacheStatser
+	mu                 sync.Mutex
+	last               CacheStatser
+	// base holds the retired pipelines' counts, seen the current one's, by
+	// "hit", "miss" and "verifier:<name>".
+	base, seen map[string]uint64
 }
 
-func (c *cacheCollector) Describe(ch chan<- *prometheus.Desc) { ch <- c.desc }
+func (c *cacheCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- c.desc
+	ch <- c.verifiedDesc
+}
 
 func (c *cacheCollector) Collect(ch chan<- prometheus.Metric) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	v := c.current()
 	if v != c.last {
-		c.base[0] += c.seen[0]
-		c.base[1] += c.seen[1]
-		c.seen = [2]uint64{}
+		for k, n := range c.seen {
+			c.base[k] += n
+		}
+		clear(c.seen)
 		c.last = v
 	}
 	if v != nil {
-		h, m := v.CacheStats()
-		c.seen = [2]uint64{h, m}
+		c.seen["hit"], c.seen["miss"] = v.CacheStats()
+		for _, vc := range v.Verified() {
+			c.seen["verifier:"+vc.Verifier] = vc.Count
+		}
 	}
-	ch <- prometheus.MustNewConstMetric(c.desc, prometheus.CounterValue, float64(c.base[0]+c.seen[0]), "hit")
-	ch <- prometheus.MustNewConstMetric(c.desc, prometheus.CounterValue, float64(c.base[1]+c.seen[1]), "miss")
+	total := func(k string) float64 { return float64(c.base[k] + c.seen[k]) }
+	ch <- prometheus.MustNewConstMetric(c.desc, prometheus.CounterValue, total("hit"), "hit")
+	ch <- prometheus.MustNewConstMetric(c.desc, prometheus.CounterValue, total("miss"), "miss")
+	// Both verifiers are always reported, so a dashboard sees jwt_authn at 0
+	// rather than no series.
+	names := map[string]bool{"verifier:jwt": true, "verifier:jwt_authn": true}
+	for k := range c.base {
+		names[k] = true
+	}
+	for k := range c.seen {
+		names[k] = true
+	}
+	for k := range names {
+		if name, ok := strings.CutPrefix(k, "verifier:"); ok {
+			ch <- prometheus.MustNewConstMetric(c.verifiedDesc, prometheus.CounterValue, total(k), name)
+		}
+	}
 }

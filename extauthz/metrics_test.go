@@ -3,7 +3,11 @@ package extauthz_test
 import (
 	"context"
 	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -15,7 +19,7 @@ import (
 	"github.com/stepup-authz/stepup-authz/extauthz"
 	"github.com/stepup-authz/stepup-authz/extauthz/config"
 	"github.com/stepup-authz/stepup-authz/extauthz/token"
-	"github.com/stepup-authz/stepup-authz/policy"
+	"github.com/stepup-authz/stepup-authz/internal/devidp"
 )
 
 func checksObserved(t *testing.T, m *extauthz.Metrics, decision, cache string) uint64 {
@@ -171,38 +175,58 @@ stepup_jwks_refresh_interval_seconds 300
 	}
 }
 
-// blockingVerifier holds Verify until released, so a Check can be observed
-// while it is in flight.
-type blockingVerifier struct {
-	entered, release chan struct{}
-}
-
-func (b *blockingVerifier) Verify(ctx context.Context, raw string) (*policy.Claims, error) {
-	b.entered <- struct{}{}
-	<-b.release
-	return nil, token.ErrNoToken
-}
-
-func (b *blockingVerifier) VerifyEnvoyPayload(string, map[string]any) (*policy.Claims, bool, error) {
-	return nil, false, nil
-}
-
 func TestChecksInFlight(t *testing.T) {
 	m := extauthz.NewMetrics(prometheus.NewRegistry())
-	v := &blockingVerifier{entered: make(chan struct{}), release: make(chan struct{})}
-	s := extauthz.NewServer(&extauthz.Engine{Verifier: v, Settings: policy.Settings{Levels: policy.DefaultLevels}}, extauthz.Options{Metrics: m})
+	// The IdP answers its first JWKS fetch; every later one waits for release,
+	// so a Check whose token has an unknown kid is held in its key refetch.
+	idp, err := devidp.New("https://api.example.com")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var fetches atomic.Int32
+	entered, release := make(chan struct{}, 1), make(chan struct{})
+	hs := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if fetches.Add(1) > 1 {
+			entered <- struct{}{}
+			<-release
+		}
+		idp.Handler().ServeHTTP(w, r)
+	}))
+	t.Cleanup(hs.Close)
+	idp.Issuer = hs.URL
+	cfg, err := config.Parse([]byte("issuers:\n  - issuer: "+strconv.Quote(hs.URL)+"\n    jwks_uri: "+strconv.Quote(hs.URL+"/jwks.json")+
+		"\n    audiences: [\"https://api.example.com\"]\n"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ks := token.NewKeySets(token.KeySetOptions{MinRefetch: time.Nanosecond})
+	t.Cleanup(ks.Close)
+	e, err := extauthz.NewEngine(cfg, ks, extauthz.EngineOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.WaitFirstFetch(context.Background())
+	unpublished, err := devidp.NewKey("not-published", "ES256")
+	if err != nil {
+		t.Fatal(err)
+	}
+	tok, err := idp.MintWith(unpublished, devidp.Claims{"sub": "u"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := extauthz.NewServer(e, extauthz.Options{Metrics: m})
 	done := make(chan *authv3.CheckResponse)
 	go func() {
 		r, _ := s.Check(context.Background(), &authv3.CheckRequest{Attributes: &authv3.AttributeContext{
 			Request: &authv3.AttributeContext_Request{Http: &authv3.AttributeContext_HttpRequest{
-				Method: "GET", Path: "/", Host: "app.example.com", Headers: bearer("a.b.c")}}}})
+				Method: "GET", Path: "/", Host: "app.example.com", Headers: bearer(tok)}}}})
 		done <- r
 	}()
-	<-v.entered
+	<-entered
 	if got := testutil.ToFloat64(m.InFlight); got != 1 {
 		t.Errorf("in flight while a Check waits on verification = %v, want 1", got)
 	}
-	close(v.release)
+	close(release)
 	if r := <-done; r.GetDeniedResponse() == nil {
 		t.Errorf("the Check was not denied: %v", r)
 	}

@@ -1,6 +1,7 @@
 package extauthz
 
 import (
+	"math"
 	"strings"
 
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
@@ -130,6 +131,83 @@ func (a *attributes) authValues(buf *[1]string) []string {
 		return buf[:]
 	default:
 		return a.moreAuthorization
+	}
+}
+
+// jwtAuthnPayloads are the payloads Envoy's jwt_authn filter stored in the
+// request's dynamic metadata, compared in place: converting the Struct
+// (AsMap) would allocate its whole tree on every request that carries it.
+type jwtAuthnPayloads struct{ s *structpb.Struct }
+
+// Match implements token.JWTAuthnPayloads. A payload is present when name holds a
+// Struct, as jwt_authn's payload_in_metadata writes it; it is equal when
+// Struct.AsMap would give a map reflect.DeepEqual to own.
+func (p jwtAuthnPayloads) Match(name string, own map[string]any) (present, equal bool) {
+	v, ok := p.s.GetFields()[name]
+	if !ok {
+		return false, false
+	}
+	st, isStruct := v.GetKind().(*structpb.Value_StructValue)
+	if !isStruct {
+		return false, false
+	}
+	return true, own != nil && equalStruct(st.StructValue, own)
+}
+
+// equalStruct reports whether s.AsMap() would be reflect.DeepEqual to m.
+func equalStruct(s *structpb.Struct, m map[string]any) bool {
+	fields := s.GetFields()
+	if len(fields) != len(m) {
+		return false
+	}
+	for k, v := range fields {
+		x, ok := m[k]
+		if !ok || !equalValue(v, x) {
+			return false
+		}
+	}
+	return true
+}
+
+// equalValue reports whether v.AsInterface() would be reflect.DeepEqual to x.
+func equalValue(v *structpb.Value, x any) bool {
+	switch k := v.GetKind().(type) {
+	case *structpb.Value_NumberValue:
+		// AsInterface gives non-finite numbers as the strings JSON would need.
+		switch n := k.NumberValue; {
+		case math.IsNaN(n):
+			return x == "NaN"
+		case math.IsInf(n, 1):
+			return x == "Infinity"
+		case math.IsInf(n, -1):
+			return x == "-Infinity"
+		default:
+			f, ok := x.(float64)
+			return ok && f == n
+		}
+	case *structpb.Value_StringValue:
+		s, ok := x.(string)
+		return ok && s == k.StringValue
+	case *structpb.Value_BoolValue:
+		b, ok := x.(bool)
+		return ok && b == k.BoolValue
+	case *structpb.Value_StructValue:
+		m, ok := x.(map[string]any)
+		return ok && m != nil && equalStruct(k.StructValue, m)
+	case *structpb.Value_ListValue:
+		l, ok := x.([]any)
+		items := k.ListValue.GetValues()
+		if !ok || l == nil || len(l) != len(items) {
+			return false
+		}
+		for i, it := range items {
+			if !equalValue(it, l[i]) {
+				return false
+			}
+		}
+		return true
+	default: // null, or no kind: AsInterface gives nil
+		return x == nil
 	}
 }
 

@@ -3,8 +3,6 @@ package extauthz
 import (
 	"strconv"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"unsafe"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
@@ -90,6 +88,8 @@ type outcome struct {
 	dryRun bool
 	claims *policy.Claims
 	rules  *policy.IssuerRules
+	// stepUps, when set, remembers step-up denials (the Engine's).
+	stepUps *stepUpMemo
 }
 
 // buildResponse writes the CheckResponse for a decision. Every response sets
@@ -114,7 +114,7 @@ func buildResponse(o *outcome, a *attributes) *authv3.CheckResponse {
 			dr = deniedNoToken
 		}
 	case policy.StepUp:
-		dr = stepUpResponse(d, o.rules)
+		dr = stepUpResponse(d, o.rules, o.stepUps)
 	case policy.InsufficientScope:
 		dr = scopeResponse(&d.Policy)
 	case policy.Unavailable:
@@ -221,19 +221,14 @@ type stepUpKey struct {
 	hasACR, hasMaxAge bool
 }
 
-// stepUps remembers built step-up denials (immutable once built) in a
-// copy-on-write map read without locking; routes have few distinct policies.
-var stepUps struct {
-	m  atomic.Pointer[map[stepUpKey]*authv3.DeniedHttpResponse]
-	mu sync.Mutex
-}
-
-// maxStepUps bounds the remembered step-up denials.
-const maxStepUps = 1024
+// stepUpMemo remembers built step-up denials (immutable once built) by what
+// their wire form depends on; routes have few distinct policies.
+type stepUpMemo = memo[stepUpKey, *authv3.DeniedHttpResponse]
 
 // stepUpResponse is the RFC 9470 challenge plus the JSON body that frontend
-// wrappers read. A field the policy does not set is left out of both.
-func stepUpResponse(d *policy.Decision, rules *policy.IssuerRules) *authv3.DeniedHttpResponse {
+// wrappers read. A field the policy does not set is left out of both. A denial
+// already built is taken from remembered (when set) rather than built again.
+func stepUpResponse(d *policy.Decision, rules *policy.IssuerRules, remembered *stepUpMemo) *authv3.DeniedHttpResponse {
 	p := &d.Policy
 	k := stepUpKey{stronger: stepUpDescription(d.Reason) == stronger, hasACR: p.RequiredACR != "", hasMaxAge: p.HasMaxAge}
 	if k.hasACR {
@@ -242,34 +237,17 @@ func stepUpResponse(d *policy.Decision, rules *policy.IssuerRules) *authv3.Denie
 	if k.hasMaxAge {
 		k.maxAge = int64(p.MaxAge.Seconds())
 	}
-	if m := stepUps.m.Load(); m != nil {
-		if dr, ok := (*m)[k]; ok {
-			return dr
-		}
+	if remembered == nil {
+		return buildStepUp(d, rules)
 	}
-	dr := buildStepUp(d, rules)
-	stepUps.mu.Lock()
-	defer stepUps.mu.Unlock()
-	old := stepUps.m.Load()
-	if old != nil && len(*old) >= maxStepUps {
+	if dr, ok := remembered.get(k); ok {
 		return dr
 	}
-	// The key's strings may point into a request; the map keeps copies.
+	dr := buildStepUp(d, rules)
+	// The key's strings may point into a request; the memo keeps copies.
 	k.acr, k.challenge = strings.Clone(k.acr), strings.Clone(k.challenge)
-	next := make(map[stepUpKey]*authv3.DeniedHttpResponse, 1+len(derefOrNil(old)))
-	for kk, v := range derefOrNil(old) {
-		next[kk] = v
-	}
-	next[k] = dr
-	stepUps.m.Store(&next)
+	remembered.put(k, dr)
 	return dr
-}
-
-func derefOrNil(m *map[stepUpKey]*authv3.DeniedHttpResponse) map[stepUpKey]*authv3.DeniedHttpResponse {
-	if m == nil {
-		return nil
-	}
-	return *m
 }
 
 func buildStepUp(d *policy.Decision, rules *policy.IssuerRules) *authv3.DeniedHttpResponse {

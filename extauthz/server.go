@@ -70,9 +70,8 @@ func (s *Server) Check(ctx context.Context, req *authv3.CheckRequest) (*authv3.C
 		// Answer while the caller still listens: Envoy drops a late answer and
 		// applies its own status_on_error, with no body. Waiting on a key refetch
 		// (unknown kid) or an introspection therefore ends at 80% of the
-		// caller's deadline. The
-		// deadline is armed only where a refetch can happen, for a token the
-		// verified-token cache does not hold (Engine.verify).
+		// caller's deadline. The token pipeline arms it only where a wait can
+		// happen, for a credential the verified-principal cache does not hold.
 		o.answerBy = dl.Add(-time.Until(dl) / 5)
 	}
 	// Tracing off costs one nil check: no context extracted, no span.
@@ -115,8 +114,8 @@ func (r *Result) decisionLabel() int {
 }
 
 // Evaluate runs the request flow of DESIGN.md: read the attributes, resolve
-// the policy, verify the token, decide, write the response. The Response may
-// share parts with other responses: read it, never modify it.
+// the policy, run the token pipeline, decide, write the response. The Response
+// may share parts with other responses: read it, never modify it.
 func (s *Server) Evaluate(ctx context.Context, req *authv3.CheckRequest) Result {
 	return s.evaluate(ctx, req, evalOptions{provenance: true})
 }
@@ -130,11 +129,13 @@ type evalOptions struct {
 	answerBy time.Time
 }
 
-// evaluate is Evaluate with options.
+// evaluate is Evaluate with options. It reads as DESIGN.md's flow: attributes →
+// policy → token pipeline (credential → principal) → decision → response, each
+// stage a named function.
 func (s *Server) evaluate(ctx context.Context, req *authv3.CheckRequest, opts evalOptions) Result {
 	e := s.engine.Load()
-	a := readAttributes(req, e.Namespace)
-	o := outcome{rules: noRules}
+	a := readAttributes(req, e.namespace)
+	o := outcome{rules: noRules, stepUps: &e.stepUps}
 	var prov policy.Provenance
 	var cache cacheOutcome
 
@@ -145,10 +146,7 @@ func (s *Server) evaluate(ctx context.Context, req *authv3.CheckRequest, opts ev
 	case p.EffectiveMode() == policy.ModeOff:
 		o.decision = policy.Decision{Reason: policy.ReasonModeOff, Policy: p}
 	default:
-		o.decision, o.claims, cache = s.judge(ctx, e, &a, &p, opts.answerBy)
-		if o.claims != nil {
-			o.rules = e.rules(o.claims.Issuer)
-		}
+		o.decision, o.claims, o.rules, cache = s.judge(ctx, e, &a, &p, opts.answerBy)
 		o.dryRun = p.EffectiveMode() == policy.ModeDryRun && !o.decision.Allowed()
 	}
 
@@ -163,60 +161,50 @@ func (s *Server) evaluate(ctx context.Context, req *authv3.CheckRequest, opts ev
 	}
 }
 
-// judge verifies the bearer token and decides on its claims.
-func (s *Server) judge(ctx context.Context, e *Engine, a *attributes, p *policy.Policy, answerBy time.Time) (policy.Decision, *policy.Claims, cacheOutcome) {
+// judge runs the token pipeline and decides on the principal's claims with its
+// issuer's rules (looked up once), which it also returns for the response, with
+// whether the verified-principal cache held the token.
+func (s *Server) judge(ctx context.Context, e *Engine, a *attributes, p *policy.Policy, answerBy time.Time) (policy.Decision, *policy.Claims, *policy.IssuerRules, cacheOutcome) {
+	cred, err := credential(a)
+	if err != nil {
+		return tokenDenial(err, *p), nil, noRules, cacheNone
+	}
+	pr, cached, err := e.pipeline.Principal(ctx, &cred, answerBy)
+	cache := cacheMiss
+	if cached {
+		cache = cacheHit
+	}
+	if err != nil {
+		return tokenDenial(err, *p), nil, noRules, cache
+	}
+	rules := e.rules(pr.Claims.Issuer)
+	return policy.Decide(&pr.Claims, p, rules, &e.settings, s.now()), &pr.Claims, rules, cache
+}
+
+// credential is the first stage of the token pipeline: the Authorization header,
+// read only from a request of at most MaxHeaders entries, with Envoy's jwt_authn
+// payloads when it sent them.
+func credential(a *attributes) (token.Credential, error) {
 	if a.headerCount > MaxHeaders {
-		return policy.Deny(policy.ReasonTokenInvalid, DetailTooManyHeaders, *p), nil, cacheNone
+		return token.Credential{}, &token.InvalidError{Detail: DetailTooManyHeaders}
 	}
 	var buf [1]string
-	raw, err := token.Bearer(a.authValues(&buf))
+	cred, err := token.ReadCredential(a.authValues(&buf))
 	if err != nil {
-		return tokenDenial(err, *p), nil, cacheNone
+		return cred, err
 	}
-	claims, cache, err := e.verify(ctx, raw, a, answerBy)
-	if err != nil {
-		return tokenDenial(err, *p), nil, cache
-	}
-	if !headerSafe(claims.Subject) || (claims.HasACR && !headerSafe(claims.ACR)) {
-		// These go upstream as header values; a CR or LF there is an injection.
-		return policy.Deny(policy.ReasonTokenInvalid, "unsafe_claim", *p), nil, cache
-	}
-	return policy.Decide(claims, p, e.rules(claims.Issuer), &e.Settings, s.now()), claims, cache
-}
-
-// verify trusts Envoy's jwt_authn payload where the token's issuer opted in and
-// the payload is the bearer token's own; otherwise it verifies the token itself.
-// A token in the verified-token cache is answered at once; for any other,
-// answerBy (when set) bounds the verification, which may wait on a key refetch.
-func (e *Engine) verify(ctx context.Context, raw string, a *attributes, answerBy time.Time) (*policy.Claims, cacheOutcome, error) {
 	if a.jwtAuthn != nil && len(a.jwtAuthn.GetFields()) > 0 {
-		if c, ok, err := e.Verifier.VerifyEnvoyPayload(raw, a.jwtAuthn.AsMap()); ok {
-			return c, cacheNone, err
-		}
+		cred.JWTAuthn = jwtAuthnPayloads{a.jwtAuthn}
 	}
-	if cv, ok := e.Verifier.(cachedVerifier); ok {
-		if c, hit := cv.Cached(raw); hit {
-			return c, cacheHit, nil
-		}
-	}
-	if !answerBy.IsZero() {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithDeadline(ctx, answerBy)
-		defer cancel()
-	}
-	c, err := e.Verifier.Verify(ctx, raw)
-	return c, cacheMiss, err
+	return cred, nil
 }
 
-// cachedVerifier answers tokens it verified before without a context (and so
-// without a deadline timer): token.Verifier does.
-type cachedVerifier interface {
-	Cached(raw string) (*policy.Claims, bool)
-}
-
-// tokenDenial maps a bearer or verification error to its reason. Anything
-// not understood fails closed with 503, never a 401 that would send the user
-// into a pointless sign-in loop.
+// tokenDenial maps a credential or pipeline error to its reason: an invalid or
+// missing token is a 401; an introspection endpoint that did not answer is
+// introspection_unavailable; anything else (no keys for the issuer, a refetch
+// that did not finish in time, an error not understood) fails closed with 503
+// keys_unavailable, never a 401 that would send the user into a pointless
+// sign-in loop.
 func tokenDenial(err error, p policy.Policy) policy.Decision {
 	var invalid *token.InvalidError
 	switch {
@@ -224,22 +212,11 @@ func tokenDenial(err error, p policy.Policy) policy.Decision {
 		return policy.Deny(policy.ReasonTokenMissing, "", p)
 	case errors.As(err, &invalid):
 		return policy.Deny(policy.ReasonTokenInvalid, invalid.Detail, p)
-	case errors.Is(err, token.ErrKeysUnavailable):
-		return policy.Deny(policy.ReasonKeysUnavailable, err.Error(), p)
 	case errors.Is(err, token.ErrIntrospectionUnavailable):
 		return policy.Deny(policy.ReasonIntrospectionUnavailable, err.Error(), p)
 	default:
 		return policy.Deny(policy.ReasonKeysUnavailable, err.Error(), p)
 	}
-}
-
-func headerSafe(s string) bool {
-	for i := 0; i < len(s); i++ {
-		if c := s[i]; (c < 0x20 && c != '\t') || c == 0x7f {
-			return false
-		}
-	}
-	return true
 }
 
 // report logs and counts the decision: one line per denial at the default

@@ -88,13 +88,13 @@ func newHarnessWith(t *testing.T, opts extauthz.Options) *harness {
 	}
 	ks := token.NewKeySets(token.KeySetOptions{})
 	t.Cleanup(ks.Close)
-	engine, verifier, err := extauthz.NewEngine(cfg, extauthz.NewRuntime(ks))
+	engine, err := extauthz.NewEngine(cfg, ks, extauthz.EngineOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	verifier.WaitFirstFetch(ctx)
+	engine.WaitFirstFetch(ctx)
 
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {

@@ -234,13 +234,13 @@ func allocFixture(t testing.TB, tr extauthz.Tracing) (*extauthz.Server, *authv3.
 	}
 	ks := token.NewKeySets(token.KeySetOptions{})
 	t.Cleanup(ks.Close)
-	engine, verifier, err := extauthz.NewEngine(cfg, extauthz.NewRuntime(ks))
+	engine, err := extauthz.NewEngine(cfg, ks, extauthz.EngineOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	verifier.WaitFirstFetch(ctx)
+	engine.WaitFirstFetch(ctx)
 	srv := extauthz.NewServer(engine, extauthz.Options{
 		Metrics: extauthz.NewMetrics(prometheus.NewRegistry()),
 		Logger:  slog.New(slog.NewTextHandler(io.Discard, nil)),

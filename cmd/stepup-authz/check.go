@@ -109,21 +109,19 @@ func runCheck(ctx context.Context, f *checkFlags, out io.Writer) (bool, error) {
 	}
 	ks := token.NewKeySets(token.KeySetOptions{RefreshInterval: cfg.JWKSRefreshInterval})
 	defer ks.Close()
-	rt := extauthz.NewRuntime(ks)
 	var asked []introspection
-	rt.OnIntrospection = func(issuer, result string) {
+	engine, err := extauthz.NewEngine(cfg, ks, extauthz.EngineOptions{OnIntrospection: func(issuer, result string) {
 		asked = append(asked, introspection{issuer: issuer, result: result})
-	}
-	engine, verifier, err := extauthz.NewEngine(cfg, rt)
+	}})
 	if err != nil {
 		return false, err
 	}
 	wctx, cancel := context.WithTimeout(ctx, f.wait)
-	verifier.WaitFirstFetch(wctx)
+	engine.WaitFirstFetch(wctx)
 	cancel()
 	r := extauthz.NewServer(engine, extauthz.Options{}).Evaluate(ctx, req)
 	printResult(out, &r)
-	printIntrospections(out, asked, verifier.Status(), r.Claims)
+	printIntrospections(out, asked, engine.Status(), r.Claims)
 	f.printSourceNote(out, r.Provenance)
 	return r.Response.GetStatus().GetCode() == int32(codes.OK), nil
 }

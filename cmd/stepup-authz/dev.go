@@ -149,7 +149,7 @@ func runDev(ctx context.Context, f *devFlags, out, errw io.Writer) error {
 		if err != nil {
 			return err
 		}
-		defer a.rt.KeySets.Close()
+		defer a.keys.Close()
 		defer a.stopTracing()
 		go func() { errc <- a.run(ctx) }()
 		ready = a.ready

@@ -47,12 +47,12 @@ func exportedSeries(t *testing.T) map[string]bool {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer a.rt.KeySets.Close()
+	defer a.keys.Close()
 	defer a.grpcLis.Close()
 	defer a.adminLis.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	a.currentVerifier().WaitFirstFetch(ctx)
+	a.srv.Engine().WaitFirstFetch(ctx)
 	tok, err := idp.UserToken("user-1", "aal2", 0)
 	if err != nil {
 		t.Fatal(err)

@@ -12,7 +12,6 @@ import (
 
 	"github.com/stepup-authz/stepup-authz/extauthz"
 	"github.com/stepup-authz/stepup-authz/extauthz/config"
-	"github.com/stepup-authz/stepup-authz/extauthz/token"
 )
 
 // reloadDebounce coalesces the burst of events one save or one ConfigMap
@@ -72,24 +71,23 @@ func (a *app) watch(ctx context.Context) {
 }
 
 // reload swaps in a new engine built from data, or keeps the last good config
-// and says why. A new engine has a new verified-token cache, so no token
-// verified under the old config is served from cache under the new one.
+// and says why. The Engine is the whole configuration, swapped as one pointer;
+// a new one has a new verified-principal cache and step-up memo, so nothing
+// learned under the old config is served under the new one.
 func (a *app) reload(ctx context.Context, data []byte) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
 	cfg, err := config.Parse(data, a.v)
 	if err == nil {
 		var engine *extauthz.Engine
-		var verifier *token.Verifier
-		if engine, verifier, err = extauthz.NewEngine(cfg, a.rt); err == nil {
+		if engine, err = extauthz.NewEngine(cfg, a.keys, a.engineOpts); err == nil {
 			// Give a newly added issuer its first keys before it takes traffic.
 			wctx, cancel := context.WithTimeout(ctx, reloadKeyWait)
-			verifier.WaitFirstFetch(wctx)
+			engine.WaitFirstFetch(wctx)
 			cancel()
-			a.mu.Lock()
-			a.cfg, a.verifier = cfg, verifier
-			a.mu.Unlock()
 			a.srv.Swap(engine)
 			// Stop refreshing the keys of issuers that left the config.
-			a.rt.KeySets.Retain(verifier)
+			a.keys.Retain(engine.Pipeline().JWT())
 		}
 	}
 	if err != nil {

@@ -91,9 +91,14 @@ type app struct {
 	log     *slog.Logger
 	metrics *extauthz.Metrics
 	reg     *prometheus.Registry
-	rt      *extauthz.Runtime
-	srv     *extauthz.Server
-	health  *health.Server
+	// keys outlives reloads: the JWKS key sets and their HTTP clients.
+	keys *token.KeySets
+	// engineOpts builds every Engine, the first and each reload's.
+	engineOpts extauthz.EngineOptions
+	srv        *extauthz.Server // holds the current Engine, swapped on reload
+	health     *health.Server
+	// cfg is the config the server started with; listen addresses are not reloaded.
+	cfg *config.Config
 
 	// The listeners are bound before any key is fetched, so a busy port is
 	// the first and only thing reported.
@@ -103,10 +108,8 @@ type app struct {
 	tracer     *tracing.Provider
 	tracingCfg config.Tracing
 
-	mu       sync.Mutex // serialises reloads
-	cfg      *config.Config
-	verifier *token.Verifier
-	ready    chan struct{} // closed once the first key fetch of every issuer finished
+	mu    sync.Mutex    // serialises reloads
+	ready chan struct{} // closed once the first key fetch of every issuer finished
 }
 
 // loadProblems prints one line per problem, each naming where it is: the
@@ -162,18 +165,17 @@ func newApp(path string, v *config.Overrides, stderr *os.File, addrHints map[str
 		Logger: a.log,
 		Tracer: a.tracer.KeyFetchTracer(),
 	})
-	a.rt = extauthz.NewRuntime(ks)
-	a.rt.OnIntrospection = func(issuer, result string) {
+	a.keys = ks
+	a.engineOpts = extauthz.EngineOptions{OnIntrospection: func(issuer, result string) {
 		a.metrics.Introspections.WithLabelValues(issuer, result).Inc()
-	}
-	engine, verifier, err := extauthz.NewEngine(cfg, a.rt)
+	}}
+	engine, err := extauthz.NewEngine(cfg, ks, a.engineOpts)
 	if err != nil {
 		ks.Close()
 		a.grpcLis.Close()
 		a.adminLis.Close()
 		return nil, &exitError{code: 1, err: fmt.Errorf("%s: %w", path, err)}
 	}
-	a.verifier = verifier
 	opts := extauthz.Options{Metrics: a.metrics, Logger: a.log}
 	if a.tracer != nil {
 		opts.Tracing = extauthz.Tracing{Tracer: a.tracer.Tracer, Propagator: a.tracer.Propagator, IncludeSubject: cfg.Tracing.IncludeSubject}
@@ -181,8 +183,8 @@ func newApp(path string, v *config.Overrides, stderr *os.File, addrHints map[str
 			slog.String("endpoint", a.tracer.Settings.Endpoint), slog.Float64("sample_ratio", a.tracer.Settings.SampleRatio))
 	}
 	a.srv = extauthz.NewServer(engine, opts)
-	a.metrics.RegisterTokenCache(a.reg, func() extauthz.CacheStatser { return a.currentVerifier() })
-	a.metrics.RegisterKeySets(a.reg, func() []token.IssuerStatus { return a.currentVerifier().Status() },
+	a.metrics.RegisterTokenCache(a.reg, func() extauthz.CacheStatser { return a.srv.Engine() })
+	a.metrics.RegisterKeySets(a.reg, func() []token.IssuerStatus { return a.srv.Engine().Status() },
 		cfg.JWKSRefreshInterval, time.Now)
 	a.metrics.ConfigApplied(cfg, time.Now())
 	a.health = health.NewServer()
@@ -203,12 +205,6 @@ func (a *app) stopTracing() {
 	}
 }
 
-func (a *app) currentVerifier() *token.Verifier {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	return a.verifier
-}
-
 func newLogger(w *os.File, l config.Log) *slog.Logger {
 	opts := &slog.HandlerOptions{Level: l.Level}
 	if l.JSON {
@@ -226,7 +222,7 @@ func serve(ctx context.Context, path string, v *config.Overrides, stderr any) er
 	if err != nil {
 		return err
 	}
-	defer a.rt.KeySets.Close()
+	defer a.keys.Close()
 	defer a.stopTracing()
 	return a.run(ctx)
 }
@@ -383,7 +379,7 @@ func streamWorkers() uint32 { return uint32(max(64, 8*runtime.GOMAXPROCS(0))) }
 
 // awaitReady flips gRPC health to SERVING once readiness holds.
 func (a *app) awaitReady(ctx context.Context) {
-	a.currentVerifier().WaitFirstFetch(ctx)
+	a.srv.Engine().WaitFirstFetch(ctx)
 	if ctx.Err() != nil {
 		return
 	}
@@ -485,7 +481,7 @@ func readinessMessage(ok bool, reports []issuerReport) string {
 
 func (a *app) issuerReports() []issuerReport {
 	var out []issuerReport
-	for _, st := range a.currentVerifier().Status() {
+	for _, st := range a.srv.Engine().Status() {
 		r := issuerReport{Issuer: st.Issuer, State: st.State(), Message: st.Message(),
 			Fetched: st.Fetched, Keys: st.Keys, Skipped: st.Skipped, LastError: st.LastError}
 		for _, k := range st.SkippedKeys {

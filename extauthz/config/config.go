@@ -14,8 +14,10 @@
 //     (clear the field) and absent mean different things.
 //   - clock_skew and jwks_refresh_interval take a Go duration ("30s") or a
 //     whole number of seconds (30 or "30").
-//   - token_cache_size 0 selects the default (100000); the cache cannot be
-//     disabled.
+//   - token_cache_size 0 selects the default (token.DefaultCacheSize, 100000)
+//     and a negative size is an error: the verified-principal cache cannot be
+//     turned off. This is the one statement of that contract; token.Options
+//     and the README refer to it.
 //   - A route's match takes at most one of path, path_prefix and path_regex,
 //     as Envoy's route match does (a oneof). A route without match conditions
 //     matches every request, so any route after it is reported unreachable.
@@ -39,6 +41,7 @@ import (
 	"github.com/spf13/viper"
 	"sigs.k8s.io/yaml"
 
+	"github.com/stepup-authz/stepup-authz/extauthz/token"
 	"github.com/stepup-authz/stepup-authz/policy"
 )
 
@@ -50,17 +53,10 @@ const (
 	DefaultMetadataNamespace   = "stepup"
 	DefaultJWKSRefreshInterval = 5 * time.Minute
 	MinJWKSRefreshInterval     = time.Second
-	DefaultTokenCacheSize      = 100000
+	// DefaultTokenCacheSize is the token package's default, named here with
+	// the other defaults of the file.
+	DefaultTokenCacheSize = token.DefaultCacheSize
 )
-
-// DefaultAlgorithms is the issuer allow-list used when an issuer names no
-// algorithms: every asymmetric JWS algorithm the server supports.
-var DefaultAlgorithms = []string{
-	"RS256", "RS384", "RS512",
-	"PS256", "PS384", "PS512",
-	"ES256", "ES384", "ES512",
-	"EdDSA",
-}
 
 // Config is a validated configuration.
 type Config struct {
@@ -123,7 +119,7 @@ type Issuer struct {
 	Issuer     string   // must equal the token's iss exactly
 	JWKSURI    string   // "" means discovery from Issuer
 	Audiences  []string // the token's aud must contain one of them
-	Algorithms []string // never empty after validation (DefaultAlgorithms)
+	Algorithms []string // never empty after validation (token.DefaultAlgorithms)
 	// ACRAliases, AMRLevels and ChallengeACRValues are verbatim maps: their
 	// keys keep case, dots, colons and slashes.
 	ACRAliases         map[string]string

@@ -14,6 +14,7 @@ import (
 
 	"github.com/spf13/pflag"
 
+	"github.com/stepup-authz/stepup-authz/extauthz/token"
 	"github.com/stepup-authz/stepup-authz/policy"
 )
 
@@ -79,8 +80,8 @@ func TestDefaults(t *testing.T) {
 	// The default algorithm list is a copy: changing one config cannot
 	// change the next.
 	cfg.Issuers[0].Algorithms[0] = "changed"
-	if DefaultAlgorithms[0] != "RS256" {
-		t.Error("Issuer.Algorithms aliases DefaultAlgorithms")
+	if token.DefaultAlgorithms()[0] != "RS256" {
+		t.Error("Issuer.Algorithms aliases token.DefaultAlgorithms")
 	}
 	cfg.ACRLevels[0] = "changed"
 	if policy.DefaultLevels[0] != "aal1" {

@@ -7,6 +7,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/stepup-authz/stepup-authz/extauthz/token"
 )
 
 // The dpop: and mtls: blocks (CONTRACT.md, "Sender-constrained tokens").
@@ -39,7 +41,7 @@ const (
 )
 
 // DefaultDPoPAlgorithms is dpop.algorithms when absent. Every name it may hold
-// is one of DefaultAlgorithms; none and HS* are refused.
+// is one of token.DefaultAlgorithms; none and HS* are refused.
 var DefaultDPoPAlgorithms = []string{"ES256", "ES384", "EdDSA", "PS256", "RS256"}
 
 // DPoP is the dpop: block (RFC 9449).
@@ -232,9 +234,10 @@ func (b *builder) mtls(v any) MTLS {
 // dpopAlgorithm refuses what RFC 9449 §4.3 refuses (none, MAC algorithms)
 // and names outside the supported asymmetric ones.
 func (b *builder) dpopAlgorithm(path, a string) {
-	allowed := strings.Join(DefaultAlgorithms, " ")
+	all := token.DefaultAlgorithms()
+	allowed := strings.Join(all, " ")
 	switch up := strings.ToUpper(a); {
-	case slices.Contains(DefaultAlgorithms, a):
+	case slices.Contains(all, a):
 	case strings.HasPrefix(up, "HS"):
 		b.add(path, "%q is refused: a proof must be signed with the private key of its public jwk (RFC 9449 §4.3), never a shared secret; use one of %s", a, allowed)
 	case up == "NONE":

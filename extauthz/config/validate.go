@@ -15,6 +15,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/stepup-authz/stepup-authz/extauthz/token"
 	"github.com/stepup-authz/stepup-authz/extauthz/wire"
 	"github.com/stepup-authz/stepup-authz/policy"
 )
@@ -405,11 +406,11 @@ func (b *builder) issuer(p string, m map[string]any) Issuer {
 		iss.Audiences = auds
 	}
 
-	iss.Algorithms = slices.Clone(DefaultAlgorithms)
+	iss.Algorithms = token.DefaultAlgorithms()
 	if x := m["algorithms"]; x != nil {
 		if algs, ok := b.strList(p+".algorithms", x); ok {
 			if len(algs) == 0 {
-				b.add(p+".algorithms", "must name at least one algorithm, or be left out to allow %s", strings.Join(DefaultAlgorithms, " "))
+				b.add(p+".algorithms", "must name at least one algorithm, or be left out to allow %s", strings.Join(token.DefaultAlgorithms(), " "))
 			} else {
 				iss.Algorithms = algs
 			}
@@ -476,15 +477,16 @@ func fetchable(u *url.URL) bool {
 }
 
 func (b *builder) algorithm(path, a string) {
-	allowed := strings.Join(DefaultAlgorithms, " ")
+	all := token.DefaultAlgorithms()
+	allowed := strings.Join(all, " ")
 	switch up := strings.ToUpper(a); {
-	case slices.Contains(DefaultAlgorithms, a):
+	case slices.Contains(all, a):
 	case strings.HasPrefix(up, "HS"):
 		b.add(path, "%q is refused: HMAC verifies with a shared secret, which a JWKS cannot publish and which would let anyone holding it mint tokens; use one of %s", a, allowed)
 	case up == "NONE":
 		b.add(path, "%q is refused: it means an unsigned token, which anyone can forge; use one of %s", a, allowed)
 	default:
-		for _, d := range DefaultAlgorithms {
+		for _, d := range all {
 			if strings.EqualFold(a, d) {
 				b.add(path, "%q is not one of %s (names are case-sensitive: %q)", a, allowed, d)
 				return
@@ -505,7 +507,7 @@ func (b *builder) cacheSize(v any) int {
 	case f != float64(int64(f)) || f > 1<<53:
 		b.add(path, "%s is not a whole number", formatNumber(f))
 	case f < 0:
-		b.add(path, "%s is negative (0 selects the default, %d)", formatNumber(f), DefaultTokenCacheSize)
+		b.add(path, "%s is negative: give how many verified tokens to keep, or 0 for the default (%d); the cache cannot be turned off", formatNumber(f), DefaultTokenCacheSize)
 	case f == 0:
 	default:
 		return int(f)

@@ -6,8 +6,6 @@ import (
 	"sync/atomic"
 	"time"
 	"unsafe"
-
-	"github.com/stepup-authz/stepup-authz/policy"
 )
 
 // maxCacheShards is the number of independently locked parts of the cache, so that
@@ -18,10 +16,17 @@ const maxCacheShards = 64
 // revoked one before evicting an arbitrary one.
 const evictProbe = 8
 
-// tokenCache remembers verified tokens by the SHA-256 of their raw text. An entry is
-// served only before the token's exp (without skew) and only while the key that
-// verified it is still in its issuer's key set.
-type tokenCache struct {
+// DefaultCacheSize is the verified-principal cache's size when none is configured
+// (config's token_cache_size 0).
+const DefaultCacheSize = 100000
+
+// principalCache is the verified-principal cache: principals by the SHA-256 of their
+// token's raw text, and remembered refusals (inactive introspection answers). An
+// entry is served only before its principal's Until and only while its Hold holds
+// for the request's credential. The pipeline consults it once per request; the
+// introspection verifier also looks inside its coalesced call, so that callers
+// arriving just after an answer find it.
+type principalCache struct {
 	shards []cacheShard
 }
 
@@ -33,27 +38,25 @@ type cacheShard struct {
 	_            [64]byte // keeps neighbouring shards' locks off one cache line
 }
 
+// cacheEntry is a principal, or a refusal: refused is then the error to answer
+// with, and p carries only its Until.
 type cacheEntry struct {
-	claims *policy.Claims
-	exp    time.Time
-	// key verified the token's signature; nil for an opaque token, which only
-	// its introspection answer vouches for.
-	key *key
-	// denial, when set, is a remembered inactive introspection answer: claims
-	// is nil and the entry answers with this error until exp.
-	denial error
+	p       *Principal
+	refused error
 }
 
-// usable reports whether e may be served at now.
-func (e *cacheEntry) usable(now time.Time) bool {
-	return now.Before(e.exp) && (e.key == nil || !e.key.revoked.Load())
+// servable reports whether e may be served at now for cred (the zero Credential:
+// without anything from a request).
+func (e cacheEntry) servable(now time.Time, cred *Credential) bool {
+	p := e.p
+	return now.Before(p.Until) && (p.Hold == nil || p.Hold.Holds(*cred))
 }
 
-// newTokenCache returns a cache holding at most size (> 0) entries, spread over the
-// shards.
-func newTokenCache(size int) *tokenCache {
+// newPrincipalCache returns a cache holding at most size (> 0) entries, spread over
+// the shards.
+func newPrincipalCache(size int) *principalCache {
 	n := min(size, maxCacheShards)
-	c := &tokenCache{shards: make([]cacheShard, n)}
+	c := &principalCache{shards: make([]cacheShard, n)}
 	for i := range c.shards {
 		c.shards[i].m = make(map[[sha256.Size]byte]cacheEntry)
 		c.shards[i].max = size / n
@@ -71,32 +74,31 @@ func hashToken(raw string) [sha256.Size]byte {
 	return sha256.Sum256(unsafe.Slice(unsafe.StringData(raw), len(raw)))
 }
 
-func (c *tokenCache) shard(sum *[sha256.Size]byte) *cacheShard {
+func (c *principalCache) shard(sum *[sha256.Size]byte) *cacheShard {
 	// SHA-256 output is uniform, so its first bytes spread tokens evenly.
 	return &c.shards[(uint(sum[0])<<8|uint(sum[1]))%uint(len(c.shards))]
 }
 
-// get returns the cached claims for sum, or nil.
-func (c *tokenCache) get(sum *[sha256.Size]byte, now time.Time) *policy.Claims {
-	claims, _ := c.lookup(sum, now)
-	return claims
-}
-
-// lookup returns the cached claims for sum, or nil; or, for a remembered
-// inactive token, nil and its denial.
-func (c *tokenCache) lookup(sum *[sha256.Size]byte, now time.Time) (*policy.Claims, error) {
+// get returns the principal cached for sum if it may be served at now for cred, or
+// the remembered refusal, counting a hit; else nil and nil, counting a miss. An
+// entry that may not be served is dropped: the verifiers rebuild it when it still
+// holds.
+func (c *principalCache) get(sum *[sha256.Size]byte, now time.Time, cred *Credential) (*Principal, error) {
 	s := c.shard(sum)
 	s.mu.RLock()
 	e, ok := s.m[*sum]
 	s.mu.RUnlock()
-	if ok && e.usable(now) {
+	if ok && e.servable(now, cred) {
 		s.hits.Add(1)
-		return e.claims, e.denial
+		if e.refused != nil {
+			return nil, e.refused
+		}
+		return e.p, nil
 	}
 	s.misses.Add(1)
 	if ok {
 		s.mu.Lock()
-		if cur, still := s.m[*sum]; still && cur.claims == e.claims && cur.denial == e.denial {
+		if cur, still := s.m[*sum]; still && cur.p == e.p {
 			delete(s.m, *sum)
 		}
 		s.mu.Unlock()
@@ -104,45 +106,35 @@ func (c *tokenCache) lookup(sum *[sha256.Size]byte, now time.Time) (*policy.Clai
 	return nil, nil
 }
 
-// Cached returns the claims of raw when the verified-token cache holds it and
-// may serve it, exactly as Verify would return them (a copy), without doing
-// anything else; ok is false otherwise, and Verify then verifies raw (counting
-// the cache miss). It needs no context: it never waits.
-func (v *Verifier) Cached(raw string) (*policy.Claims, bool) {
-	if v.cache == nil || len(raw) > MaxTokenBytes {
-		return nil, false
-	}
-	sum := hashToken(raw)
-	c := v.cache.peek(&sum, v.now())
-	if c == nil {
-		return nil, false
-	}
-	cp := *c
-	return &cp, true
-}
-
-// peek is get without the miss: it counts a hit and changes nothing else.
-func (c *tokenCache) peek(sum *[sha256.Size]byte, now time.Time) *policy.Claims {
+// peek is get for any request (the zero Credential) without counting or dropping.
+func (c *principalCache) peek(sum *[sha256.Size]byte, now time.Time) (*Principal, error) {
 	s := c.shard(sum)
 	s.mu.RLock()
 	e, ok := s.m[*sum]
 	s.mu.RUnlock()
-	if ok && e.usable(now) {
-		s.hits.Add(1)
-		return e.claims
+	if !ok || !e.servable(now, &Credential{}) {
+		return nil, nil
 	}
-	return nil
+	if e.refused != nil {
+		return nil, e.refused
+	}
+	return e.p, nil
 }
 
-// put remembers claims for sum, verified with k. Tokens already expired at now are not
-// stored. A full shard first drops an expired or revoked entry, else an arbitrary one.
-func (c *tokenCache) put(sum *[sha256.Size]byte, claims *policy.Claims, k *key, now time.Time) {
-	c.putEntry(sum, cacheEntry{claims: claims, exp: claims.Expiry, key: k}, now)
+// put remembers p for sum. A principal already past its Until at now is not stored.
+func (c *principalCache) put(sum *[sha256.Size]byte, p *Principal, now time.Time) {
+	c.putEntry(sum, cacheEntry{p: p}, now)
 }
 
-// putEntry remembers e for sum unless it is already unusable at now.
-func (c *tokenCache) putEntry(sum *[sha256.Size]byte, e cacheEntry, now time.Time) {
-	if !e.usable(now) {
+// putRefusal remembers that the token of sum is refused with err until until.
+func (c *principalCache) putRefusal(sum *[sha256.Size]byte, err error, until, now time.Time) {
+	c.putEntry(sum, cacheEntry{p: &Principal{Until: until}, refused: err}, now)
+}
+
+// putEntry stores e unless it is already past its Until. A full shard first drops
+// an entry that cannot be served, else an arbitrary one.
+func (c *principalCache) putEntry(sum *[sha256.Size]byte, e cacheEntry, now time.Time) {
+	if !now.Before(e.p.Until) {
 		return
 	}
 	s := c.shard(sum)
@@ -163,7 +155,7 @@ func (s *cacheShard) evictOne(now time.Time) {
 		if probed == 0 {
 			victim = h
 		}
-		if !e.usable(now) {
+		if !e.servable(now, &Credential{}) {
 			victim = h
 			break
 		}
@@ -174,7 +166,7 @@ func (s *cacheShard) evictOne(now time.Time) {
 	delete(s.m, victim)
 }
 
-func (c *tokenCache) stats() (hits, misses uint64) {
+func (c *principalCache) stats() (hits, misses uint64) {
 	for i := range c.shards {
 		hits += c.shards[i].hits.Load()
 		misses += c.shards[i].misses.Load()
@@ -182,7 +174,7 @@ func (c *tokenCache) stats() (hits, misses uint64) {
 	return hits, misses
 }
 
-func (c *tokenCache) len() int {
+func (c *principalCache) len() int {
 	n := 0
 	for i := range c.shards {
 		s := &c.shards[i]

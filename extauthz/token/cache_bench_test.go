@@ -21,7 +21,7 @@ import (
 //	go test -run='^$' -bench=TokenCacheMillion -benchtime=1x ./extauthz/token
 func BenchmarkTokenCacheMillion(b *testing.B) {
 	const tokens = 1_000_000
-	for _, size := range []int{tokens, defaultCacheSize} {
+	for _, size := range []int{tokens, DefaultCacheSize} {
 		b.Run(fmt.Sprintf("size=%d", size), func(b *testing.B) {
 			k := &key{kid: "k1", alg: "ES256"}
 			now := time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)
@@ -31,12 +31,12 @@ func BenchmarkTokenCacheMillion(b *testing.B) {
 				runtime.GC()
 				var before, after runtime.MemStats
 				runtime.ReadMemStats(&before)
-				c := newTokenCache(size)
+				c := newPrincipalCache(size)
 				for i := range tokens {
 					var raw [8]byte
 					binary.BigEndian.PutUint64(raw[:], uint64(i))
 					sum := sha256.Sum256(raw[:])
-					c.put(&sum, realisticClaims(i, now), k, now)
+					c.put(&sum, realisticPrincipal(i, now, k), now)
 				}
 				runtime.GC()
 				runtime.ReadMemStats(&after)
@@ -54,10 +54,10 @@ func BenchmarkTokenCacheMillion(b *testing.B) {
 	}
 }
 
-// realisticClaims is what Verify caches for a typical human access token.
-func realisticClaims(i int, now time.Time) *policy.Claims {
+// realisticPrincipal is what the pipeline caches for a typical human access token.
+func realisticPrincipal(i int, now time.Time, k *key) *Principal {
 	fresh := func(s string) string { return string([]byte(s)) }
-	return &policy.Claims{
+	return &Principal{Until: now.Add(time.Hour), Hold: k, Claims: policy.Claims{
 		Issuer:   fresh("https://login.example.com/tenant-1234/v2.0"),
 		Subject:  fmt.Sprintf("00u1a2b3c4d5e6f7g8h9-%07d", i),
 		ClientID: fresh("web-frontend"),
@@ -68,5 +68,5 @@ func realisticClaims(i int, now time.Time) *policy.Claims {
 		IssuedAt: now.Add(-time.Minute),
 		Expiry:   now.Add(time.Hour),
 		Scopes:   []string{fresh("openid"), fresh("profile"), fresh("payouts:read")},
-	}
+	}}
 }

@@ -113,20 +113,6 @@ func TestCacheIsBounded(t *testing.T) {
 	}
 }
 
-func TestCacheCanBeDisabled(t *testing.T) {
-	k1 := newEC(t, "k1", elliptic.P256(), "ES256")
-	f := newFixture(t, []testKey{k1}, func(_ *IssuerConfig, o *Options) { o.CacheSize = -1 })
-	raw := f.token(t, k1, nil)
-	for range 2 {
-		if _, err := f.v.Verify(context.Background(), raw); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if hits, misses := f.v.CacheStats(); hits != 0 || misses != 0 || f.v.cache != nil {
-		t.Fatalf("cache in use: %d hits %d misses", hits, misses)
-	}
-}
-
 func TestCacheReturnsIndependentClaims(t *testing.T) {
 	k1 := newEC(t, "k1", elliptic.P256(), "ES256")
 	f := newFixture(t, []testKey{k1}, nil)
@@ -177,42 +163,42 @@ func TestTokenCacheEviction(t *testing.T) {
 	tests := []struct {
 		name string
 		// stale inserts entry 2 and makes it unusable by later.
-		stale func(c *tokenCache)
+		stale func(c *principalCache)
 	}{
-		{"a full shard evicts an expired entry before a live one", func(c *tokenCache) {
-			c.put(sum(2), &policy.Claims{Expiry: now.Add(time.Second)}, &key{}, now)
+		{"a full shard evicts an expired entry before a live one", func(c *principalCache) {
+			c.put(sum(2), principalOf(now.Add(time.Second), &key{}), now)
 		}},
-		{"a full shard evicts an entry of a revoked key before a live one", func(c *tokenCache) {
+		{"a full shard evicts an entry of a revoked key before a live one", func(c *principalCache) {
 			k := &key{}
-			c.put(sum(2), &policy.Claims{Expiry: now.Add(time.Hour)}, k, now)
+			c.put(sum(2), principalOf(now.Add(time.Hour), k), now)
 			k.revoked.Store(true)
 		}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			c := newTokenCache(1) // one shard
+			c := newPrincipalCache(1) // one shard
 			c.shards[0].max = 2
-			c.put(sum(1), &policy.Claims{Expiry: now.Add(time.Hour)}, &key{}, now)
+			c.put(sum(1), principalOf(now.Add(time.Hour), &key{}), now)
 			tt.stale(c)
 			if c.len() != 2 {
 				t.Fatalf("%d entries before eviction, want 2", c.len())
 			}
-			c.put(sum(3), &policy.Claims{Expiry: now.Add(time.Hour)}, &key{}, later)
-			if c.len() != 2 || c.get(sum(1), later) == nil || c.get(sum(3), later) == nil {
+			c.put(sum(3), principalOf(now.Add(time.Hour), &key{}), later)
+			if c.len() != 2 || got(c, sum(1), later) == nil || got(c, sum(3), later) == nil {
 				t.Fatal("a live entry was evicted while a stale one was there")
 			}
 		})
 	}
 	t.Run("an entry that is no longer usable is removed when looked up", func(t *testing.T) {
-		c := newTokenCache(4)
-		c.put(sum(1), &policy.Claims{Expiry: now.Add(time.Second)}, &key{}, now)
-		if c.get(sum(1), now.Add(time.Second)) != nil || c.len() != 0 {
+		c := newPrincipalCache(4)
+		c.put(sum(1), principalOf(now.Add(time.Second), &key{}), now)
+		if got(c, sum(1), now.Add(time.Second)) != nil || c.len() != 0 {
 			t.Fatal("expired entry kept")
 		}
 	})
 	t.Run("an already expired token is not stored", func(t *testing.T) {
-		c := newTokenCache(4)
-		c.put(sum(1), &policy.Claims{Expiry: now}, &key{}, now)
+		c := newPrincipalCache(4)
+		c.put(sum(1), principalOf(now, &key{}), now)
 		if c.len() != 0 {
 			t.Fatal("expired token stored")
 		}
@@ -238,12 +224,23 @@ func BenchmarkVerifyCacheHit(b *testing.B) {
 
 func BenchmarkVerifyUncached(b *testing.B) {
 	k1 := newEC(b, "k1", elliptic.P256(), "ES256")
-	f := newFixture(b, []testKey{k1}, func(_ *IssuerConfig, o *Options) { o.CacheSize = -1 })
+	f := newFixture(b, []testKey{k1}, nil)
 	raw := f.token(b, k1, map[string]any{"acr": "aal2", "amr": []string{"pwd", "otp"}, "scope": "a b c"})
 	b.ReportAllocs()
 	for b.Loop() {
-		if _, err := f.v.Verify(context.Background(), raw); err != nil {
+		if _, err := f.v.verifyUncached(context.Background(), raw); err != nil {
 			b.Fatal(err)
 		}
 	}
+}
+
+// principalOf is a principal valid until until and held by k.
+func principalOf(until time.Time, k *key) *Principal {
+	return &Principal{Claims: policy.Claims{Expiry: until}, Until: until, Hold: k}
+}
+
+// got is the principal c serves for sum at now to any request.
+func got(c *principalCache, sum *[sha256.Size]byte, now time.Time) *Principal {
+	p, _ := c.get(sum, now, &Credential{})
+	return p
 }

@@ -1,8 +1,13 @@
-// Package token verifies the bearer JWTs that reach the ext_authz server.
+// Package token is the token pipeline of the ext_authz server: what a request
+// presents (credential.go), who it speaks for (principal.go: the verified-principal
+// cache, cache.go, else a verifier: local JWT, jwt.go, or Envoy's jwt_authn,
+// jwtauthn.go), whether it is bound to the request (binding.go) and whether its
+// claims are acceptable (validity.go), run in that order by a [Pipeline]
+// (pipeline.go).
 //
 // Key material comes only from each configured issuer's JWKS (fetched and cached by
 // [KeySets]); token headers that name keys (jku, x5u, jwk, x5c) are never used. A
-// [Verifier] is built per configuration and owns a verified-token cache, so a
+// [Pipeline] is built per configuration and owns the verified-principal cache, so a
 // configuration reload always starts with an empty cache.
 package token
 

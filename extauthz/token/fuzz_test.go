@@ -44,7 +44,7 @@ func fuzzKeys(t testing.TB) (ed, ec testKey) {
 }
 
 // fuzzVerifier verifies tokens of fuzzIssuer against a JWKS served on loopback.
-func fuzzVerifier(f *testing.F) (*Verifier, testKey, testKey) {
+func fuzzVerifier(f *testing.F) (*testVerifier, testKey, testKey) {
 	f.Helper()
 	ed, ec := fuzzKeys(f)
 	p := newIDP(f, ed, ec)
@@ -52,7 +52,7 @@ func fuzzVerifier(f *testing.F) (*Verifier, testKey, testKey) {
 	// would otherwise wait MinRefetch of real time for every such input.
 	ks := NewKeySets(KeySetOptions{Now: func() time.Time { return fuzzNow }, MinRefetch: time.Nanosecond})
 	f.Cleanup(ks.Close)
-	v, err := NewVerifier(ks, []IssuerConfig{{Issuer: fuzzIssuer, JWKSURI: p.jwksURI(), Audiences: []string{testAudience}}},
+	v, err := newTestVerifier(ks, []IssuerConfig{{Issuer: fuzzIssuer, JWKSURI: p.jwksURI(), Audiences: []string{testAudience}}},
 		Options{ClockSkew: 30 * time.Second, Now: func() time.Time { return fuzzNow }})
 	if err != nil {
 		f.Fatal(err)
@@ -152,16 +152,17 @@ func FuzzVerify(f *testing.F) {
 	})
 }
 
-// FuzzBearer: extraction never panics; a token it returns is one RFC 6750 b64token
-// of at most MaxTokenBytes taken from a single "Bearer" credential; two header values
-// are always refused as multiple credentials.
+// FuzzBearer: ReadCredential never panics; a token it returns is one RFC 6750
+// b64token of at most MaxTokenBytes taken from a single "Bearer" credential; two
+// header values are always refused as multiple credentials.
 func FuzzBearer(f *testing.F) {
 	for _, s := range []string{"Bearer abc.def.ghi", "bearer  x", "Basic dXNlcjpwYXNz", "Bearer a,Bearer b",
 		"Bearer", "Bearer ", " \tBearer\tabc== ", "Bearer a b", "Bearer abc=def", "BEARER ~+/", ""} {
 		f.Add(s, "Bearer x")
 	}
 	f.Fuzz(func(t *testing.T, v1, v2 string) {
-		tok, err := Bearer([]string{v1})
+		cred, err := ReadCredential([]string{v1})
+		tok := cred.Token
 		switch {
 		case errors.Is(err, ErrNoToken):
 		case err != nil:
@@ -169,7 +170,7 @@ func FuzzBearer(f *testing.F) {
 				t.Fatalf("%q: unexpected error %v", v1, err)
 			}
 		default:
-			if tok == "" || len(tok) > MaxTokenBytes || !isB64Token(tok) || strings.ContainsAny(v1, ",") {
+			if cred.Scheme != SchemeBearer || tok == "" || len(tok) > MaxTokenBytes || !isB64Token(tok) || strings.ContainsAny(v1, ",") {
 				t.Fatalf("%q -> token %q", v1, tok)
 			}
 			scheme := strings.TrimLeft(v1, " \t")
@@ -177,7 +178,7 @@ func FuzzBearer(f *testing.F) {
 				t.Fatalf("%q -> token %q not from a Bearer credential", v1, tok)
 			}
 		}
-		if _, err := Bearer([]string{v1, v2}); InvalidDetail(err) != DetailMultipleCredentials {
+		if _, err := ReadCredential([]string{v1, v2}); InvalidDetail(err) != DetailMultipleCredentials {
 			t.Fatalf("two values %q, %q: %v, want multiple_credentials", v1, v2, err)
 		}
 	})

@@ -172,7 +172,7 @@ func (f *ifixture) active(overrides map[string]any) map[string]any {
 	return c
 }
 
-func verify(t testing.TB, v *Verifier, raw string) error {
+func verify(t testing.TB, v *testVerifier, raw string) error {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
@@ -620,7 +620,7 @@ func TestIntrospectionRouting(t *testing.T) {
 		f := newIntrospectionFixture(t, nil)
 		second := f.cfg
 		second.Issuer = "https://second.example.com"
-		if _, err := NewVerifier(f.ks, []IssuerConfig{f.cfg, second}, f.opts); err == nil || !strings.Contains(err.Error(), "at most one issuer") {
+		if _, err := newTestVerifier(f.ks, []IssuerConfig{f.cfg, second}, f.opts); err == nil || !strings.Contains(err.Error(), "at most one issuer") {
 			t.Fatalf("got %v", err)
 		}
 	})

@@ -9,28 +9,26 @@ import (
 	"strings"
 	"time"
 
+	"golang.org/x/sync/singleflight"
+
 	"github.com/stepup-authz/stepup-authz/policy"
 )
 
 // addIntrospection sets up is's introspection from cfg, and makes is the
 // receiver of opaque tokens when cfg says so (at most one issuer may).
-func (v *Verifier) addIntrospection(is *issuer, cfg IssuerConfig, opts Options, now func() time.Time) error {
+func (v *JWTVerifier) addIntrospection(is *issuer, cfg IssuerConfig, skew time.Duration, now func() time.Time) error {
 	if cfg.Introspection == nil {
 		return nil
-	}
-	ic := *cfg.Introspection
-	if ic.OnResult == nil {
-		ic.OnResult = opts.OnIntrospection
 	}
 	client := cfg.HTTPClient
 	if client == nil {
 		client = &http.Client{Timeout: defaultIntrospectionTimeout}
 	}
-	in, err := newIntrospector(cfg.Issuer, cfg.Audiences, ic, client, opts.ClockSkew, now)
+	in, err := newIntrospector(cfg.Issuer, cfg.Audiences, *cfg.Introspection, client, skew, now)
 	if err != nil {
 		return err
 	}
-	if ic.OpaqueTokens {
+	if cfg.Introspection.OpaqueTokens {
 		if v.opaque != nil {
 			return fmt.Errorf("introspection.opaque_tokens: issuer %q already receives the tokens that are not JWTs; at most one issuer may", v.opaque.name)
 		}
@@ -40,14 +38,28 @@ func (v *Verifier) addIntrospection(is *issuer, cfg IssuerConfig, opts Options, 
 	return nil
 }
 
-// introspects reports whether any issuer is introspected.
-func (v *Verifier) introspects() bool {
-	for _, is := range v.order {
-		if is.introspect != nil {
-			return true
-		}
+// IntrospectionVerifier knows opaque tokens (anything that is not a compact JWS)
+// by asking the introspection endpoint of the issuer configured with
+// opaque_tokens (RFC 7662). A JWT is not its business: the JWT verifier
+// introspects the JWTs of issuers with jwt: true itself, once their signature
+// verified.
+type IntrospectionVerifier struct {
+	jwt *JWTVerifier
+}
+
+// NewIntrospectionVerifier introspects opaque tokens for jwt's opaque_tokens
+// issuer; it applies to nothing when there is none.
+func NewIntrospectionVerifier(jwt *JWTVerifier) *IntrospectionVerifier {
+	return &IntrospectionVerifier{jwt: jwt}
+}
+
+// Verify implements Verifier.
+func (v *IntrospectionVerifier) Verify(ctx context.Context, cred Credential) (*Principal, error) {
+	is := v.jwt.opaque
+	if is == nil || isCompactJWS(cred.Token) {
+		return nil, ErrNotApplicable
 	}
-	return false
+	return v.jwt.intro.introspected(ctx, is, cred.Token, nil, nil)
 }
 
 // isCompactJWS reports whether raw has the shape of a JWS in compact
@@ -58,10 +70,18 @@ func isCompactJWS(raw string) bool {
 	return strings.Count(raw, ".") == 2
 }
 
-// introspected asks is's introspection endpoint about raw, whose SHA-256 is
-// sum. local, when set, holds the claims of a JWT that verified with key k
-// (jwt: true): the answer's claims then take precedence over them, and the
-// cache entry stays bound to k.
+// introspections coalesces identical concurrent introspections and settles their
+// answers into the pipeline's cache (set by NewPipeline; nil caches nothing).
+type introspections struct {
+	flights singleflight.Group
+	cache   *principalCache
+	now     func() time.Time
+}
+
+// introspected asks is's introspection endpoint about raw. local, when set, is
+// the principal of a JWT that verified with key k (jwt: true): the answer's
+// claims then take precedence over its claims, and the cached principal stays
+// bound to k.
 //
 // Identical concurrent calls share one HTTP call, and the answer is cached
 // before the call is forgotten, so a caller that arrives just after it finds
@@ -69,15 +89,16 @@ func isCompactJWS(raw string) bool {
 // caller's deadline, not by its cancellation (a request that went away must
 // not fail the others waiting on the same call); every caller waits at most
 // until its own ctx ends, then the token is unavailable, not invalid.
-func (v *Verifier) introspected(ctx context.Context, is *issuer, raw string, sum [sha256.Size]byte, local *policy.Claims, k *key) (*policy.Claims, error) {
+func (in *introspections) introspected(ctx context.Context, is *issuer, raw string, local *Principal, k *key) (*Principal, error) {
+	sum := hashToken(raw)
 	// The token may point into the request's memory, and the call may outlive
 	// the request.
 	raw = strings.Clone(raw)
 	dl, hasDeadline := ctx.Deadline()
-	ch := v.flights.DoChan(string(sum[:]), func() (any, error) {
-		if v.cache != nil {
-			if c, denial := v.cache.lookup(&sum, v.now()); c != nil || denial != nil {
-				return c, denial
+	ch := in.flights.DoChan(string(sum[:]), func() (any, error) {
+		if in.cache != nil {
+			if p, refused := in.cache.peek(&sum, in.now()); p != nil || refused != nil {
+				return p, refused
 			}
 		}
 		cctx := context.WithoutCancel(ctx)
@@ -89,49 +110,50 @@ func (v *Verifier) introspected(ctx context.Context, is *issuer, raw string, sum
 		}
 		defer cancel()
 		a, err := is.introspect.introspect(cctx, raw)
-		return v.settle(is, &sum, a, err, local, k)
+		return in.settle(is, &sum, a, err, local, k)
 	})
 	select {
 	case r := <-ch:
 		if r.Err != nil {
 			return nil, r.Err
 		}
-		cp := *r.Val.(*policy.Claims)
-		return &cp, nil
+		return r.Val.(*Principal), nil
 	case <-ctx.Done():
 		// The call itself (if this caller started it) reports its own result.
 		return nil, is.introspect.unavailable("no answer before the deadline: %v", ctx.Err())
 	}
 }
 
-// settle turns an introspection outcome into claims and caches it: an active
-// answer until min(now + cache_ttl, exp), an inactive or unacceptable one for
-// negative_cache_ttl. Unavailability is never cached.
-func (v *Verifier) settle(is *issuer, sum *[sha256.Size]byte, a *answer, err error, local *policy.Claims, k *key) (*policy.Claims, error) {
+// settle turns an introspection outcome into a principal and caches it: an
+// active answer until min(now + cache_ttl, exp), an inactive or unacceptable one
+// for negative_cache_ttl. Unavailability is never cached.
+func (in *introspections) settle(is *issuer, sum *[sha256.Size]byte, a *answer, err error, local *Principal, k *key) (*Principal, error) {
 	cfg := &is.introspect.cfg
-	now := v.now()
+	now := in.now()
 	if err != nil {
 		var inv *InvalidError
-		if errors.As(err, &inv) && v.cache != nil && cfg.NegativeCacheTTL > 0 {
-			v.cache.putEntry(sum, cacheEntry{exp: now.Add(cfg.NegativeCacheTTL), denial: err}, now)
+		if errors.As(err, &inv) && in.cache != nil && cfg.NegativeCacheTTL > 0 {
+			in.cache.putRefusal(sum, err, now.Add(cfg.NegativeCacheTTL), now)
 		}
 		return nil, err
 	}
-	c := a.claims
-	until := now.Add(cfg.CacheTTL)
+	pr := &Principal{Claims: a.claims, Until: now.Add(cfg.CacheTTL)}
 	if local != nil {
-		c = merge(local, a)
-		if local.Expiry.Before(until) {
-			until = local.Expiry
+		pr.Claims = merge(&local.Claims, a)
+		if local.Until.Before(pr.Until) {
+			pr.Until = local.Until
 		}
 	}
-	if a.hasExp && a.claims.Expiry.Before(until) {
-		until = a.claims.Expiry
+	if a.hasExp && a.claims.Expiry.Before(pr.Until) {
+		pr.Until = a.claims.Expiry
 	}
-	if v.cache != nil && cfg.CacheTTL > 0 {
-		v.cache.putEntry(sum, cacheEntry{claims: &c, exp: until, key: k}, now)
+	if k != nil {
+		pr.Hold = k
 	}
-	return &c, nil
+	if in.cache != nil && cfg.CacheTTL > 0 {
+		in.cache.put(sum, pr, now)
+	}
+	return pr, nil
 }
 
 // merge is a JWT's claims with those of its introspection answer on top: a
@@ -174,7 +196,7 @@ func merge(local *policy.Claims, a *answer) policy.Claims {
 // discoverIntrospection reads the introspection endpoints that come from
 // discovery, so that readiness can report them; it returns when every one is
 // known or failed, or ctx ends.
-func (v *Verifier) discoverIntrospection(ctx context.Context) {
+func (v *JWTVerifier) discoverIntrospection(ctx context.Context) {
 	for _, is := range v.order {
 		if is.introspect != nil {
 			_, _ = is.introspect.endpointURL(ctx)

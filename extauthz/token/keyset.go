@@ -167,6 +167,8 @@ type KeySets struct {
 	mu     sync.Mutex
 	sets   map[setID]*keySet
 	closed bool
+
+	clients caClients // see ClientFor
 }
 
 // setID identifies a key set across configuration reloads.
@@ -240,10 +242,10 @@ func (k *KeySets) acquire(cfg IssuerConfig) (*keySet, error) {
 }
 
 // Retain stops and forgets every key set that none of the given verifiers uses. Call it
-// after a reload has switched to a new Verifier, so issuers that left the configuration
-// stop being fetched. A Verifier whose key set was dropped keeps its last keys but no
+// after a reload has switched to a new JWTVerifier, so issuers that left the configuration
+// stop being fetched. A JWTVerifier whose key set was dropped keeps its last keys but no
 // longer refreshes them.
-func (k *KeySets) Retain(keep ...*Verifier) {
+func (k *KeySets) Retain(keep ...*JWTVerifier) {
 	used := make(map[*keySet]bool)
 	for _, v := range keep {
 		if v == nil {

@@ -444,7 +444,7 @@ func TestKeySetFirstFetch(t *testing.T) {
 	clk := newClock()
 	ks := NewKeySets(KeySetOptions{Now: clk.Now})
 	t.Cleanup(ks.Close)
-	v, err := NewVerifier(ks, []IssuerConfig{{Issuer: p.issuer(), JWKSURI: p.jwksURI(), Audiences: []string{testAudience}}}, Options{Now: clk.Now})
+	v, err := newTestVerifier(ks, []IssuerConfig{{Issuer: p.issuer(), JWKSURI: p.jwksURI(), Audiences: []string{testAudience}}}, Options{Now: clk.Now})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -519,7 +519,7 @@ func TestKeySetRedirects(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			ks := NewKeySets(KeySetOptions{})
 			defer ks.Close()
-			v, err := NewVerifier(ks, []IssuerConfig{{Issuer: "https://idp.example.com", JWKSURI: redirector.URL + tt.path, Audiences: []string{"a"}}}, Options{})
+			v, err := newTestVerifier(ks, []IssuerConfig{{Issuer: "https://idp.example.com", JWKSURI: redirector.URL + tt.path, Audiences: []string{"a"}}}, Options{})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -578,7 +578,7 @@ func TestKeySetsReuseAcrossReloads(t *testing.T) {
 			if n := len(f.ks.Status()); n != wantSets {
 				t.Fatalf("%d key sets before Retain, want %d", n, wantSets)
 			}
-			f.ks.Retain(v2)
+			f.ks.Retain(v2.JWTVerifier)
 			if st := f.ks.Status(); len(st) != 1 || st[0].JWKSURI != v2.Status()[0].JWKSURI {
 				t.Fatalf("after Retain: %+v", st)
 			}
@@ -593,12 +593,12 @@ func TestKeySetsRetainAndClose(t *testing.T) {
 	t.Cleanup(ks.Close)
 	cfgA := IssuerConfig{Issuer: a.issuer(), JWKSURI: a.jwksURI(), Audiences: []string{testAudience}}
 	cfgB := IssuerConfig{Issuer: b.issuer(), JWKSURI: b.jwksURI(), Audiences: []string{testAudience}}
-	both, err := NewVerifier(ks, []IssuerConfig{cfgA, cfgB}, Options{})
+	both, err := newTestVerifier(ks, []IssuerConfig{cfgA, cfgB}, Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	both.WaitFirstFetch(context.Background())
-	onlyB, err := NewVerifier(ks, []IssuerConfig{cfgB}, Options{})
+	onlyB, err := newTestVerifier(ks, []IssuerConfig{cfgB}, Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -607,7 +607,7 @@ func TestKeySetsRetainAndClose(t *testing.T) {
 	}
 
 	t.Run("Retain drops the key sets of issuers that left the configuration", func(t *testing.T) {
-		ks.Retain(onlyB)
+		ks.Retain(onlyB.JWTVerifier)
 		st := ks.Status()
 		if len(st) != 1 || st[0].Issuer != b.issuer() {
 			t.Fatalf("status %+v", st)
@@ -622,7 +622,7 @@ func TestKeySetsRetainAndClose(t *testing.T) {
 	t.Run("Close stops key sets and refuses new verifiers", func(t *testing.T) {
 		ks.Close()
 		ks.Close() // idempotent
-		if _, err := NewVerifier(ks, []IssuerConfig{cfgA}, Options{}); err == nil || !strings.Contains(err.Error(), "closed") {
+		if _, err := newTestVerifier(ks, []IssuerConfig{cfgA}, Options{}); err == nil || !strings.Contains(err.Error(), "closed") {
 			t.Fatalf("NewVerifier after Close: %v", err)
 		}
 		raw := mint(t, k1, nil, map[string]any{"iss": b.issuer(), "aud": testAudience, "exp": time.Now().Add(time.Hour).Unix()})

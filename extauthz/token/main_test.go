@@ -21,6 +21,8 @@ import (
 
 	"github.com/MicahParks/jwkset"
 	"go.uber.org/goleak"
+
+	"github.com/stepup-authz/stepup-authz/policy"
 )
 
 // TestMain fails the package when a test leaves goroutines behind, so a KeySets that
@@ -319,12 +321,51 @@ func (p *idp) setDiscovery(doc any) {
 	p.discovery = b
 }
 
-// fixture is an IdP, a clock, a KeySets and a Verifier wired together.
+// testVerifier is how the tests verify raw bearer tokens: a Pipeline, cache included,
+// with its JWT verifier embedded for key status and key set identity.
+type testVerifier struct {
+	*JWTVerifier
+	p     *Pipeline
+	cache *principalCache
+}
+
+// newTestVerifier builds a Pipeline for issuers.
+func newTestVerifier(ks *KeySets, issuers []IssuerConfig, opts Options) (*testVerifier, error) {
+	p, err := NewPipeline(ks, issuers, opts)
+	if err != nil {
+		return nil, err
+	}
+	return &testVerifier{JWTVerifier: p.jwt, p: p, cache: p.cache}, nil
+}
+
+// Verify runs raw through the pipeline as a Bearer credential and returns the claims
+// of its principal.
+func (v *testVerifier) Verify(ctx context.Context, raw string) (*policy.Claims, error) {
+	pr, _, err := v.p.Principal(ctx, &Credential{Scheme: SchemeBearer, Token: raw}, time.Time{})
+	if err != nil {
+		return nil, err
+	}
+	return &pr.Claims, nil
+}
+
+// verifyUncached verifies raw with the JWT verifier alone, without the cache.
+func (v *testVerifier) verifyUncached(ctx context.Context, raw string) (*policy.Claims, error) {
+	pr, err := v.JWTVerifier.Verify(ctx, Credential{Scheme: SchemeBearer, Token: raw})
+	if err != nil {
+		return nil, err
+	}
+	return &pr.Claims, nil
+}
+
+// CacheStats are the pipeline cache's hits and misses.
+func (v *testVerifier) CacheStats() (hits, misses uint64) { return v.p.CacheStats() }
+
+// fixture is an IdP, a clock, a KeySets and a pipeline wired together.
 type fixture struct {
 	idp   *idp
 	clock *clock
 	ks    *KeySets
-	v     *Verifier
+	v     *testVerifier
 	cfg   IssuerConfig
 	opts  Options
 
@@ -376,9 +417,9 @@ func newFixtureWith(t testing.TB, keys []testKey, before func(*idp), ksMod func(
 }
 
 // newVerifier builds another Verifier from the fixture's config on the same KeySets.
-func (f *fixture) newVerifier(t testing.TB) *Verifier {
+func (f *fixture) newVerifier(t testing.TB) *testVerifier {
 	t.Helper()
-	v, err := NewVerifier(f.ks, []IssuerConfig{f.cfg}, f.opts)
+	v, err := newTestVerifier(f.ks, []IssuerConfig{f.cfg}, f.opts)
 	if err != nil {
 		t.Fatalf("NewVerifier: %v", err)
 	}

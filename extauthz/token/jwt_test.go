@@ -573,7 +573,7 @@ func TestVerifyIssuerIsolation(t *testing.T) {
 	clk := newClock()
 	ks := NewKeySets(KeySetOptions{Now: clk.Now, AfterFunc: clk.AfterFunc})
 	t.Cleanup(ks.Close)
-	v, err := NewVerifier(ks, []IssuerConfig{
+	v, err := newTestVerifier(ks, []IssuerConfig{
 		{Issuer: idpA.issuer(), JWKSURI: idpA.jwksURI(), Audiences: []string{testAudience}},
 		{Issuer: idpB.issuer(), JWKSURI: idpB.jwksURI(), Audiences: []string{testAudience}},
 	}, Options{Now: clk.Now})
@@ -658,10 +658,11 @@ func TestNewVerifierRefusesBadConfig(t *testing.T) {
 		{name: "an ftp jwks_uri is refused", ks: ks, issuers: with(func(c *IssuerConfig) { c.JWKSURI = "ftp://idp.example.com/jwks" }), wantErr: "scheme must be https"},
 		{name: "a negative clock skew is refused", ks: ks, issuers: []IssuerConfig{good}, opts: Options{ClockSkew: -time.Second}, wantErr: "negative"},
 		{name: "a nil KeySets is refused", ks: nil, issuers: []IssuerConfig{good}, wantErr: "needs a KeySets"},
+		{name: "a negative cache size is refused: the cache cannot be turned off", ks: ks, issuers: []IssuerConfig{good}, opts: Options{CacheSize: -1}, wantErr: "cannot be turned off"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			_, err := NewVerifier(tt.ks, tt.issuers, tt.opts)
+			_, err := newTestVerifier(tt.ks, tt.issuers, tt.opts)
 			switch {
 			case tt.wantErr == "" && err != nil:
 				t.Fatalf("unexpected error: %v", err)

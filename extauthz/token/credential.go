@@ -6,9 +6,30 @@ import "strings"
 // before any parsing.
 const MaxTokenBytes = 16384
 
-// Bearer extracts the token from the values of the Authorization header. values holds
-// every value seen for the header: Envoy's header map joins repeated headers into one
-// value with ","; raw header_map entries may give several.
+// Scheme is the HTTP authentication scheme a credential was presented under.
+type Scheme string
+
+// SchemeBearer is RFC 6750's scheme, the only one read today; DPoP (RFC 9449) joins it.
+const SchemeBearer Scheme = "Bearer"
+
+// Credential is what a request presents to be known by: the first stage of the token
+// pipeline. It is read from the request once, and every later stage (the cache, the
+// verifiers, binding) looks only at it.
+type Credential struct {
+	Scheme Scheme
+	// Token is the access token, an RFC 6750 b64token of at most MaxTokenBytes.
+	Token string
+	// Proof is the proof of possession sent with the token (the DPoP header, RFC 9449
+	// §4); "" under Bearer.
+	Proof string
+	// JWTAuthn, when set, holds the payloads Envoy's jwt_authn filter verified on this
+	// request; the jwt_authn verifier and the cache entries it made consult it.
+	JWTAuthn JWTAuthnPayloads
+}
+
+// ReadCredential reads the credential from the values of the Authorization header.
+// values holds every value seen for the header: Envoy's header map joins repeated
+// headers into one value with ","; raw header_map entries may give several.
 //
 // Rules:
 //   - no value, an empty value, another scheme ("Basic ...") or "Bearer" without a token
@@ -21,17 +42,17 @@ const MaxTokenBytes = 16384
 //   - the token must match RFC 6750 §2.1 b64token, so a token containing a blank or any
 //     other character is "malformed";
 //   - a token longer than MaxTokenBytes is "too_large".
-func Bearer(values []string) (string, error) {
+func ReadCredential(values []string) (Credential, error) {
 	switch len(values) {
 	case 0:
-		return "", ErrNoToken
+		return Credential{}, ErrNoToken
 	case 1:
 	default:
-		return "", invalid(DetailMultipleCredentials, "%d authorization headers", len(values))
+		return Credential{}, invalid(DetailMultipleCredentials, "%d authorization headers", len(values))
 	}
 	v := values[0]
 	if strings.IndexByte(v, ',') >= 0 {
-		return "", invalid(DetailMultipleCredentials, "authorization header holds a list")
+		return Credential{}, invalid(DetailMultipleCredentials, "authorization header holds a list")
 	}
 	v = strings.Trim(v, " \t")
 	scheme, rest := v, ""
@@ -39,19 +60,19 @@ func Bearer(values []string) (string, error) {
 		scheme, rest = v[:i], v[i+1:]
 	}
 	if !strings.EqualFold(scheme, "bearer") {
-		return "", ErrNoToken
+		return Credential{}, ErrNoToken
 	}
 	tok := strings.TrimLeft(rest, " \t")
 	if tok == "" {
-		return "", ErrNoToken
+		return Credential{}, ErrNoToken
 	}
 	if len(tok) > MaxTokenBytes {
-		return "", invalid(DetailTooLarge, "token is %d bytes, limit %d", len(tok), MaxTokenBytes)
+		return Credential{}, invalid(DetailTooLarge, "token is %d bytes, limit %d", len(tok), MaxTokenBytes)
 	}
 	if !isB64Token(tok) {
-		return "", invalid(DetailMalformed, "token is not an RFC 6750 b64token")
+		return Credential{}, invalid(DetailMalformed, "token is not an RFC 6750 b64token")
 	}
-	return tok, nil
+	return Credential{Scheme: SchemeBearer, Token: tok}, nil
 }
 
 // isB64Token reports whether s matches RFC 6750 §2.1:

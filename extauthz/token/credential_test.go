@@ -6,7 +6,7 @@ import (
 	"testing"
 )
 
-func TestBearer(t *testing.T) {
+func TestReadCredential(t *testing.T) {
 	const tok = "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJ4In0.c2ln"
 	long := strings.Repeat("a", MaxTokenBytes+1)
 	atLimit := strings.Repeat("a", MaxTokenBytes)
@@ -46,7 +46,8 @@ func TestBearer(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			got, err := Bearer(tt.values)
+			cred, err := ReadCredential(tt.values)
+			got := cred.Token
 			switch {
 			case tt.err != nil:
 				if !errors.Is(err, tt.err) {

@@ -2,7 +2,6 @@ package token
 
 import (
 	"context"
-	"crypto/sha256"
 	"errors"
 	"fmt"
 	"net/http"
@@ -11,22 +10,18 @@ import (
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
-	"golang.org/x/sync/singleflight"
 
 	"github.com/stepup-authz/stepup-authz/policy"
 )
 
 // DefaultAlgorithms returns the algorithms accepted when an issuer lists none; they are
-// also every algorithm an issuer may list.
+// also every algorithm an issuer may list (config.issuers[].algorithms refers here).
 func DefaultAlgorithms() []string {
 	return []string{"RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA"}
 }
 
-const (
-	defaultCacheSize = 100000
-	// maxKeyTries bounds how many keys a token without kid is tried against.
-	maxKeyTries = 8
-)
+// maxKeyTries bounds how many keys a token without kid is tried against.
+const maxKeyTries = 8
 
 // IssuerConfig is one trusted token issuer.
 type IssuerConfig struct {
@@ -52,43 +47,28 @@ type IssuerConfig struct {
 	HTTPClientKey string
 	// EnvoyPayloadKey, when set, trusts the payload Envoy's jwt_authn filter verified
 	// for this issuer and stored under this payload_in_metadata key (see
-	// VerifyEnvoyPayload); "" means this issuer's tokens are always verified here.
+	// JWTAuthnVerifier); "" means this issuer's tokens are always verified here.
 	EnvoyPayloadKey string
 	// Introspection, when set, asks this issuer's introspection endpoint about
 	// opaque tokens and, with JWT, about its JWTs (introspection.go).
 	Introspection *IntrospectionConfig
 }
 
-// Options tune a Verifier.
-type Options struct {
-	// ClockSkew is the leeway for exp, nbf and iat.
-	ClockSkew time.Duration
-	// Now is the clock; nil means time.Now.
-	Now func() time.Time
-	// CacheSize bounds the verified-token cache; 0 means 100000, negative disables it.
-	CacheSize int
-	// MachineRule is not used by this package; it lets callers keep their verifier
-	// settings in one struct.
-	MachineRule string
-	// OnIntrospection, when set, is called once per attempted introspection with
-	// the issuer and one of the Introspect* results; it must be safe for
-	// concurrent use.
-	OnIntrospection func(issuer, result string)
-}
-
-// Verifier verifies bearer JWTs against a fixed set of issuers. Build one per
-// configuration with NewVerifier; it is safe for concurrent use.
-type Verifier struct {
+// JWTVerifier is the local JWT verifier: it verifies JWS-signed tokens against a fixed
+// set of issuers with keys from their JWKS. It caches nothing itself (the pipeline's
+// cache holds what it verified). Build one per configuration with NewJWTVerifier; it
+// is safe for concurrent use.
+type JWTVerifier struct {
 	issuers map[string]*issuer
 	order   []*issuer
-	now     func() time.Time
-	skew    time.Duration
-	cache   *tokenCache // nil when disabled
+	// skew is the clock_skew: a token's iat tells which key fetch could know its key.
+	skew time.Duration
 	// opaque is the issuer whose introspection takes tokens that are not JWTs
 	// (opaque_tokens); nil when none does.
 	opaque *issuer
-	// flights coalesces identical concurrent introspections.
-	flights singleflight.Group
+	// intro coalesces and caches introspections (issuers with jwt: true, and the
+	// opaque issuer through IntrospectionVerifier).
+	intro introspections
 }
 
 // issuer is the verification state of one IssuerConfig.
@@ -104,31 +84,30 @@ type issuer struct {
 	introspect *introspector
 }
 
-// NewVerifier checks the issuer configurations and returns a Verifier using ks for keys.
-// Key sets of new issuers start fetching in the background; an issuer whose key set
-// already runs in ks (same issuer, jwks_uri and client identity) keeps its keys. The
-// verified-token cache starts empty.
-func NewVerifier(ks *KeySets, issuers []IssuerConfig, opts Options) (*Verifier, error) {
+// NewJWTVerifier checks the issuer configurations and returns a JWTVerifier using ks for
+// keys; skew is the leeway for exp, nbf and iat, now the clock (nil: time.Now). Key
+// sets of new issuers start fetching in the background; an issuer whose key set
+// already runs in ks (same issuer, jwks_uri and client identity) keeps its keys.
+func NewJWTVerifier(ks *KeySets, issuers []IssuerConfig, skew time.Duration, now func() time.Time) (*JWTVerifier, error) {
 	if ks == nil {
-		return nil, errors.New("token: NewVerifier needs a KeySets")
+		return nil, errors.New("token: NewJWTVerifier needs a KeySets")
 	}
-	if opts.ClockSkew < 0 {
-		return nil, fmt.Errorf("token: clock skew %v is negative", opts.ClockSkew)
+	if skew < 0 {
+		return nil, fmt.Errorf("token: clock skew %v is negative", skew)
 	}
-	now := opts.Now
 	if now == nil {
 		now = time.Now
 	}
-	v := &Verifier{issuers: make(map[string]*issuer, len(issuers)), now: now, skew: opts.ClockSkew}
+	v := &JWTVerifier{issuers: make(map[string]*issuer, len(issuers)), skew: skew, intro: introspections{now: now}}
 	for i, cfg := range issuers {
 		if _, dup := v.issuers[cfg.Issuer]; dup {
 			return nil, fmt.Errorf("issuers[%d] %q: issuer is configured twice", i, cfg.Issuer)
 		}
-		is, err := newIssuer(cfg, opts.ClockSkew, now)
+		is, err := newIssuer(cfg, skew, now)
 		if err != nil {
 			return nil, fmt.Errorf("issuers[%d] %q: %w", i, cfg.Issuer, err)
 		}
-		if err := v.addIntrospection(is, cfg, opts, now); err != nil {
+		if err := v.addIntrospection(is, cfg, skew, now); err != nil {
 			return nil, fmt.Errorf("issuers[%d] %q: %w", i, cfg.Issuer, err)
 		}
 		v.issuers[cfg.Issuer] = is
@@ -141,13 +120,6 @@ func NewVerifier(ks *KeySets, issuers []IssuerConfig, opts Options) (*Verifier, 
 			return nil, fmt.Errorf("issuers[%d] %q: %w", i, cfg.Issuer, err)
 		}
 		v.order[i].keys = s
-	}
-	size := opts.CacheSize
-	if size == 0 {
-		size = defaultCacheSize
-	}
-	if size > 0 {
-		v.cache = newTokenCache(size)
 	}
 	return v, nil
 }
@@ -234,7 +206,7 @@ func normalizeTyp(t string) string {
 // WaitFirstFetch blocks until the first key fetch of every issuer finished, successfully
 // or not, and every introspection endpoint that comes from discovery was looked up, or
 // ctx is done.
-func (v *Verifier) WaitFirstFetch(ctx context.Context) {
+func (v *JWTVerifier) WaitFirstFetch(ctx context.Context) {
 	for _, is := range v.order {
 		select {
 		case <-is.keys.firstDone:
@@ -246,7 +218,7 @@ func (v *Verifier) WaitFirstFetch(ctx context.Context) {
 }
 
 // Status reports the key status of this Verifier's issuers, in configuration order.
-func (v *Verifier) Status() []IssuerStatus {
+func (v *JWTVerifier) Status() []IssuerStatus {
 	out := make([]IssuerStatus, 0, len(v.order))
 	for _, is := range v.order {
 		st := is.keys.status()
@@ -256,85 +228,68 @@ func (v *Verifier) Status() []IssuerStatus {
 	return out
 }
 
-// CacheStats returns the verified-token cache's hit and miss counts.
-func (v *Verifier) CacheStats() (hits, misses uint64) {
-	if v.cache == nil {
-		return 0, 0
-	}
-	return v.cache.stats()
-}
-
-// Verify checks raw and returns its claims. The error is an *InvalidError when the token
-// is not acceptable, or wraps ErrKeysUnavailable when no keys were ever obtained for
-// its issuer. ctx bounds an on-demand key refetch (unknown kid).
-//
-// A token verified before is answered from the cache without I/O as long as it has not
-// expired and the key that verified it is still in its issuer's key set. The returned
-// Claims is the caller's to modify; its slices are shared and must not be.
-func (v *Verifier) Verify(ctx context.Context, raw string) (*policy.Claims, error) {
+// Verify checks cred's token: structure, issuer, algorithm, typ, key, signature,
+// claims. The error is an *InvalidError when the token is not acceptable, or wraps
+// ErrKeysUnavailable when no keys were ever obtained for its issuer. ctx bounds an
+// on-demand key refetch (unknown kid). The principal holds while the key that
+// verified it stays in its issuer's key set (and, for an issuer that trusts Envoy's
+// jwt_authn, while a payload Envoy sends with the token is the token's own).
+func (v *JWTVerifier) Verify(ctx context.Context, cred Credential) (*Principal, error) {
+	raw := cred.Token
 	if len(raw) > MaxTokenBytes {
 		return nil, invalid(DetailTooLarge, "token is %d bytes, limit %d", len(raw), MaxTokenBytes)
 	}
-	var sum [sha256.Size]byte
-	if v.cache != nil || v.introspects() {
-		sum = hashToken(raw)
-	}
-	if v.cache != nil {
-		if c, denial := v.cache.lookup(&sum, v.now()); c != nil {
-			cp := *c
-			return &cp, nil
-		} else if denial != nil {
-			return nil, denial
-		}
-	}
-	if v.opaque != nil && !isCompactJWS(raw) {
-		return v.introspected(ctx, v.opaque, raw, sum, nil, nil)
-	}
-	c, k, err := v.verify(ctx, raw)
+	t, err := splitCompact(raw)
 	if err != nil {
 		return nil, err
 	}
-	if is := v.issuers[c.Issuer]; is.introspect != nil && is.introspect.cfg.JWT {
-		return v.introspected(ctx, is, raw, sum, c, k)
-	}
-	if v.cache != nil {
-		v.cache.put(&sum, c, k, v.now())
-	}
-	cp := *c
-	return &cp, nil
-}
-
-// verify is the uncached path: structure, issuer, algorithm, typ, key, signature, claims.
-func (v *Verifier) verify(ctx context.Context, raw string) (*policy.Claims, *key, error) {
-	t, err := splitCompact(raw)
+	is, err := v.issuerOf(t)
 	if err != nil {
-		return nil, nil, err
-	}
-	p := t.payload
-	is, ok := v.issuers[p.iss]
-	if !ok {
-		if p.iss == "" {
-			return nil, nil, invalid(DetailUnknownIssuer, "token has no iss")
-		}
-		return nil, nil, invalid(DetailUnknownIssuer, "iss %q is not configured", p.iss)
+		return nil, err
 	}
 	if err := is.checkHeader(t); err != nil {
-		return nil, nil, err
+		return nil, err
 	}
 	k, err := v.verifySignature(ctx, is, t)
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
-	c, err := is.claims(p)
-	return c, k, err
+	pr, err := is.principal(t.payload)
+	if err != nil {
+		return nil, err
+	}
+	if is.introspect != nil && is.introspect.cfg.JWT {
+		// jwt: true: the answer has the last word, and the principal stays bound to k.
+		return v.intro.introspected(ctx, is, raw, pr, k)
+	}
+	pr.Hold = k
+	if is.envoyKey != "" {
+		pr.Hold = &payloadHold{key: k, name: is.envoyKey, own: ownPayload(t)}
+	}
+	return pr, nil
 }
 
-// claims validates the registered claims of a token whose signature is trusted.
-func (is *issuer) claims(p *payload) (*policy.Claims, error) {
+// issuerOf is the configured issuer named by t's iss.
+func (v *JWTVerifier) issuerOf(t *compact) (*issuer, error) {
+	iss := t.payload.iss
+	if is, ok := v.issuers[iss]; ok {
+		return is, nil
+	}
+	if iss == "" {
+		return nil, invalid(DetailUnknownIssuer, "token has no iss")
+	}
+	return nil, invalid(DetailUnknownIssuer, "iss %q is not configured", iss)
+}
+
+// Holds: a principal verified with k holds while k is in its issuer's key set.
+func (k *key) Holds(Credential) bool { return !k.revoked.Load() }
+
+// principal validates the registered claims of a token whose signature is trusted.
+func (is *issuer) principal(p *payload) (*Principal, error) {
 	if err := is.validator.Validate(p); err != nil {
 		return nil, claimsError(err)
 	}
-	return &policy.Claims{
+	return &Principal{Until: p.exp, Claims: policy.Claims{
 		Issuer:   p.iss,
 		Subject:  p.sub,
 		ClientID: p.clientID,
@@ -346,7 +301,7 @@ func (is *issuer) claims(p *payload) (*policy.Claims, error) {
 		IssuedAt: p.iat,
 		Expiry:   p.exp,
 		Scopes:   p.scopes(),
-	}, nil
+	}}, nil
 }
 
 // checkHeader applies the issuer's algorithm allow-list and typ rule.
@@ -366,7 +321,7 @@ func (is *issuer) checkHeader(t *compact) error {
 
 // verifySignature finds the issuer's key for t and checks the signature with it,
 // returning the key that verified. Only keys of t's issuer are ever tried.
-func (v *Verifier) verifySignature(ctx context.Context, is *issuer, t *compact) (*key, error) {
+func (v *JWTVerifier) verifySignature(ctx context.Context, is *issuer, t *compact) (*key, error) {
 	set := is.keys.current()
 	if set == nil {
 		// No keys yet: join the first fetch or refetch (rate limited), then decide.
