@@ -343,13 +343,13 @@ func TestKeyFetchSpans(t *testing.T) {
 	}
 	ks := token.NewKeySets(token.KeySetOptions{Tracer: p.Tracer, MinRefetch: time.Nanosecond})
 	defer ks.Close()
-	engine, verifier, err := extauthz.NewEngine(cfg, extauthz.NewRuntime(ks))
+	engine, err := extauthz.NewEngine(cfg, ks, extauthz.EngineOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	verifier.WaitFirstFetch(ctx)
+	engine.WaitFirstFetch(ctx)
 	srv := extauthz.NewServer(engine, extauthz.Options{Tracing: extauthz.Tracing{Tracer: p.Tracer, Propagator: p.Propagator}})
 
 	rotated, err := devidp.NewKey("rs-2", "RS256")
