@@ -259,7 +259,8 @@ var devUI embed.FS
 var devPage = template.Must(template.ParseFS(devUI, "devui/index.html"))
 
 // demoApp stands in for the upstream application. GET / is the demo page (the
-// seed's "Change bank account" form) and /devui/ its scripts; every other
+// "Change bank account" form of the Next.js example this project grew from)
+// and /devui/ its scripts; every other
 // request is answered with what it received, including the identity headers
 // stepup-authz set and the request body (up to 4 KiB).
 func demoApp(idpURL string) http.Handler {
@@ -484,7 +485,20 @@ func newDevTokenCmd() *cobra.Command {
 		Short: "Mint an access token from a running dev IdP and print it",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			form := url.Values{"sub": {sub}, "acr": {acr}, "auth_age_seconds": {strconv.Itoa(int(age.Seconds()))}}
+			fl := cmd.Flags()
+			if clientID != "" && !fl.Changed("sub") {
+				sub = clientID // a service: sub == client_id (RFC 9068)
+			}
+			form := url.Values{"sub": {sub}}
+			// A machine token stands for no interactive sign-in: it carries acr
+			// and auth_time only when asked for (--acr, --age).
+			machine := clientID != "" && clientID == sub
+			if !machine || fl.Changed("acr") {
+				form.Set("acr", acr)
+			}
+			if !machine || fl.Changed("age") {
+				form.Set("auth_age_seconds", strconv.Itoa(int(age.Seconds())))
+			}
 			if scope != "" {
 				form.Set("scope", scope)
 			}
@@ -508,7 +522,7 @@ func newDevTokenCmd() *cobra.Command {
 	fl.StringVar(&sub, "sub", "user-1", "sub claim")
 	fl.DurationVar(&age, "age", 0, "how long ago the user authenticated (auth_time = now - age)")
 	fl.StringVar(&scope, "scope", "", "scope claim (space-separated)")
-	fl.StringVar(&clientID, "client-id", "", "client_id claim (equal to --sub makes a machine token)")
+	fl.StringVar(&clientID, "client-id", "", "client_id claim: alone, a machine token (sub = client_id, no acr or auth_time unless --acr/--age); with --sub, a user token carrying client_id")
 	fl.BoolVar(&opaque, "opaque", false, "mint an opaque (reference) token, which stepup-authz introspects at the dev IdP")
 	return cmd
 }

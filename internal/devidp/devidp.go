@@ -196,6 +196,9 @@ func (i *IdP) UserToken(sub, acr string, age time.Duration) (string, error) {
 //	POST /token  (form: sub, acr, auth_age_seconds, scope, client_id, and
 //	              format: jwt (default), opaque or lightweight) -> {"access_token": ...}
 //	POST /introspect (RFC 7662, client IntrospectionClientID)
+//
+// A token whose client_id equals its sub is a machine token: it carries
+// auth_time only when auth_age_seconds is given (and acr only when acr is).
 func (i *IdP) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /.well-known/openid-configuration", func(w http.ResponseWriter, r *http.Request) {
@@ -240,8 +243,13 @@ func (i *IdP) Handler() http.Handler {
 		if acr := r.Form.Get("acr"); acr != "" {
 			c["acr"] = acr
 		}
-		age, _ := strconv.Atoi(r.Form.Get("auth_age_seconds"))
-		c["auth_time"] = i.now().Add(-time.Duration(age) * time.Second).Unix()
+		// A machine token (RFC 9068: sub equals client_id) stands for no
+		// interactive sign-in, so it gets no auth_time unless one is asked for.
+		machine := r.Form.Get("client_id") != "" && r.Form.Get("client_id") == c["sub"]
+		if !machine || r.Form.Has("auth_age_seconds") {
+			age, _ := strconv.Atoi(r.Form.Get("auth_age_seconds"))
+			c["auth_time"] = i.now().Add(-time.Duration(age) * time.Second).Unix()
+		}
 		if s := strings.TrimSpace(r.Form.Get("scope")); s != "" {
 			c["scope"] = s
 		}
