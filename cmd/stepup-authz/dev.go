@@ -2,7 +2,9 @@ package main
 
 import (
 	"context"
+	"crypto/rand"
 	"embed"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -97,6 +99,7 @@ func runDev(ctx context.Context, f *devFlags, out, errw io.Writer) error {
 		return err
 	}
 	idp.Issuer = "http://" + f.idpAddr
+	freshKeyIDs(idp)
 	idpLis, err := net.Listen("tcp", f.idpAddr)
 	if err != nil {
 		return &exitError{code: 1, err: devListenError("--idp-addr", f.idpAddr, err)}
@@ -178,6 +181,22 @@ func runDev(ctx context.Context, f *devFlags, out, errw io.Writer) error {
 		}
 		return &exitError{code: 1, err: err}
 	}
+}
+
+// freshKeyIDs gives the dev IdP's keys ids of their own for this run. Each
+// run generates new keys; under the same kids as the last run, a server that
+// outlived the restart (serve behind dev --authz-addr) would check new
+// signatures against the old keys it holds under those kids. With new kids it
+// fetches the new key set when the first token arrives.
+func freshKeyIDs(idp *devidp.IdP) {
+	var b [3]byte
+	_, _ = rand.Read(b[:])
+	suffix := hex.EncodeToString(b[:])
+	var keys []*devidp.Key
+	for _, k := range idp.Keys() {
+		keys = append(keys, &devidp.Key{ID: k.ID + "-" + suffix, Alg: k.Alg, Private: k.Private})
+	}
+	idp.SetKeys(keys...)
 }
 
 // devListenError says which of dev's addresses is taken and how to move it.
