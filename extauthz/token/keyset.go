@@ -546,12 +546,12 @@ type keySet struct {
 
 	// skipped is what the latest JWKS document refused; nil before the first one.
 	skipped atomic.Pointer[skippedSet]
-	// waiting counts the Verify calls waiting in awaitRefetch (tests watch it).
+	// waiting counts the Verify calls waiting in findKid (tests watch it).
 	waiting atomic.Int32
 
 	mu       sync.Mutex
 	inflight chan struct{} // closed when the running fetch finishes; nil when idle
-	// next is closed when the scheduled fetch (see awaitRefetch) has finished, or when
+	// next is closed when the scheduled fetch (see findKid) has finished, or when
 	// the set is stopped before it ran; nil when none is scheduled. A fetch that
 	// starts while one is scheduled, for any reason, is that fetch.
 	next   chan struct{}
