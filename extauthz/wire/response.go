@@ -205,6 +205,7 @@ func putDenied(w *backWriter, m *authv3.DeniedHttpResponse) {
 }
 
 func sizeOK(m *authv3.OkHttpResponse) (int, bool) {
+	//lint:ignore SA1019 a response with the deprecated ok_response.dynamic_metadata (Envoy still reads it) goes to proto.Marshal.
 	if m == nil || m.DynamicMetadata != nil || len(m.QueryParametersToSet) > 0 || hasUnknown(m) {
 		return 0, false
 	}
@@ -277,12 +278,13 @@ func sizeHeaderOption(m *corev3.HeaderValueOption) (int, bool) {
 		}
 		n += sizeMsg(optionHeader, s)
 	}
-	if m.Append != nil {
-		if hasUnknown(m.Append) {
+	//lint:ignore SA1019 the deprecated append BoolValue is still on the wire (Envoy honours it); written like any field.
+	if a := m.Append; a != nil {
+		if hasUnknown(a) {
 			return 0, false
 		}
 		s := 0
-		if m.Append.Value {
+		if a.Value {
 			s = protowire.SizeTag(boolValue) + 1
 		}
 		n += sizeMsg(optionAppend, s)
@@ -296,9 +298,10 @@ func putHeaderOption(w *backWriter, m *corev3.HeaderValueOption) {
 		w.tag(optionKeepEmptyValue, protowire.VarintType)
 	}
 	w.varint(optionAppendAction, uint64(int64(m.AppendAction)))
-	if m.Append != nil {
+	//lint:ignore SA1019 the deprecated append BoolValue is still on the wire (Envoy honours it); written like any field.
+	if a := m.Append; a != nil {
 		end := w.i
-		if m.Append.Value {
+		if a.Value {
 			w.uvarint(1)
 			w.tag(boolValue, protowire.VarintType)
 		}

@@ -67,6 +67,7 @@ func randomResponse(r *rand.Rand) *authv3.CheckResponse {
 				}
 			}
 			if r.IntN(3) == 0 {
+				//lint:ignore SA1019 the encoder must write the deprecated field as proto.Marshal does.
 				h.Append = wrapperspb.Bool(r.IntN(2) == 0)
 			}
 			out = append(out, h)
@@ -184,8 +185,9 @@ func TestCodecResponseHandsOverTheRest(t *testing.T) {
 		resp    *authv3.CheckResponse
 		wantErr bool
 	}{
-		"status details":  {&authv3.CheckResponse{Status: &rpcstatus.Status{Details: []*anypb.Any{anyv}}}, false},
-		"query to set":    {&authv3.CheckResponse{HttpResponse: &authv3.CheckResponse_OkResponse{OkResponse: &authv3.OkHttpResponse{QueryParametersToSet: []*corev3.QueryParameter{{Key: "a"}}}}}, false},
+		"status details": {&authv3.CheckResponse{Status: &rpcstatus.Status{Details: []*anypb.Any{anyv}}}, false},
+		"query to set":   {&authv3.CheckResponse{HttpResponse: &authv3.CheckResponse_OkResponse{OkResponse: &authv3.OkHttpResponse{QueryParametersToSet: []*corev3.QueryParameter{{Key: "a"}}}}}, false},
+		//lint:ignore SA1019 the deprecated field must still leave the fast path.
 		"ok metadata":     {&authv3.CheckResponse{HttpResponse: &authv3.CheckResponse_OkResponse{OkResponse: &authv3.OkHttpResponse{DynamicMetadata: &structpb.Struct{}}}}, false},
 		"unknown field":   {withUnknown, false},
 		"nil header":      {&authv3.CheckResponse{HttpResponse: &authv3.CheckResponse_DeniedResponse{DeniedResponse: &authv3.DeniedHttpResponse{Headers: []*corev3.HeaderValueOption{nil}}}}, false},
