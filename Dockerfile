@@ -14,10 +14,11 @@ ARG VERSION=dev
 ARG TARGETOS
 ARG TARGETARCH
 # Static (no cgo: distroless/static has no libc), reproducible paths, the
-# version stamped in for `stepup-authz version` and the startup log.
+# version stamped in for `stepup-authz version` and the startup log; the
+# server only (-tags serveronly: no `dev` token-minting IdP, no `bench`).
 RUN --mount=type=cache,target=/go/pkg/mod --mount=type=cache,target=/root/.cache/go-build \
     CGO_ENABLED=0 GOOS=$TARGETOS GOARCH=$TARGETARCH \
-    go build -trimpath -ldflags "-s -w -X main.version=${VERSION}" -o /out/stepup-authz ./cmd/stepup-authz
+    go build -tags serveronly -trimpath -ldflags "-s -w -X main.version=${VERSION}" -o /out/stepup-authz ./cmd/stepup-authz
 
 # distroless/static: CA certificates (an https JWKS needs them), tzdata,
 # /etc/passwd with nonroot (65532); no shell, no package manager.

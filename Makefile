@@ -8,8 +8,8 @@ LDFLAGS   := -s -w -X main.version=$(VERSION)
 
 .PHONY: build test test-k8s vet lint image image-push render
 
-build: ## the static binary, as the image builds it
-	CGO_ENABLED=0 go build -trimpath -ldflags "$(LDFLAGS)" -o bin/stepup-authz ./cmd/stepup-authz
+build: ## the static binary, as the image builds it: the server only (no dev, no bench)
+	CGO_ENABLED=0 go build -tags serveronly -trimpath -ldflags "$(LDFLAGS)" -o bin/stepup-authz ./cmd/stepup-authz
 
 test: ## every test, the product's and the manifest checks
 	go test -race ./...

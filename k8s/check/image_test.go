@@ -6,7 +6,9 @@ import (
 	"bytes"
 	"crypto/x509"
 	"debug/elf"
+	"debug/gosym"
 	"encoding/json"
+	"errors"
 	"io"
 	"os"
 	"os/exec"
@@ -114,7 +116,7 @@ func TestImage(t *testing.T) {
 	if df.finalFrom != "gcr.io/distroless/static-debian12:nonroot" {
 		t.Errorf("Dockerfile: final stage FROM %s, want gcr.io/distroless/static-debian12:nonroot (static, CA certificates, uid 65532)", df.finalFrom)
 	}
-	for _, want := range []string{"CGO_ENABLED=0", "-trimpath", "-X main.version=", "./cmd/stepup-authz"} {
+	for _, want := range []string{"CGO_ENABLED=0", "-tags serveronly", "-trimpath", "-X main.version=", "./cmd/stepup-authz"} {
 		if !strings.Contains(df.build, want) {
 			t.Errorf("Dockerfile: the go build step lacks %q: %s", want, df.build)
 		}
@@ -133,7 +135,7 @@ func TestImage(t *testing.T) {
 	tmp := t.TempDir()
 	bin := filepath.Join(tmp, "stepup-authz")
 	const version = "v0.0.0-k8s-check"
-	build := exec.Command("go", "build", "-trimpath", "-ldflags", "-s -w -X main.version="+version, "-o", bin, "./cmd/stepup-authz")
+	build := exec.Command("go", "build", "-tags", "serveronly", "-trimpath", "-ldflags", "-s -w -X main.version="+version, "-o", bin, "./cmd/stepup-authz")
 	build.Dir = "../.."
 	build.Env = append(os.Environ(), "CGO_ENABLED=0")
 	if out, err := build.CombinedOutput(); err != nil {
@@ -236,6 +238,8 @@ func TestImage(t *testing.T) {
 		t.Errorf("%s version: %v: %q, want \"stepup-authz %s\"", df.binary, err, b, version)
 	}
 
+	checkServerOnly(t, out)
+
 	// Also as a docker-loadable tarball (docker load -i), read back.
 	tb := filepath.Join(tmp, "image.tar")
 	if err := tarball.WriteToFile(tb, nil, got); err == nil {
@@ -281,6 +285,64 @@ func checkStatic(t *testing.T, file string) {
 	}
 	if libs, _ := f.ImportedLibraries(); len(libs) > 0 {
 		t.Errorf("%s needs shared libraries %v", file, libs)
+	}
+}
+
+// checkServerOnly proves the image's binary is the server only: dev (a
+// token-minting identity provider) and bench say they are not built in, and
+// their packages are not in the binary's function table (.gopclntab, which
+// -s -w keeps). The server's own packages are looked for too, so that the
+// absence means something.
+func checkServerOnly(t *testing.T, bin string) {
+	t.Helper()
+	// With an unknown flag the real commands would refuse at once; the bare ones
+	// would start and not return, so they come second.
+	for _, args := range [][]string{{"dev", "--no-such-flag"}, {"bench", "--no-such-flag"}, {"dev"}, {"bench"}} {
+		cmd := exec.Command(bin, args...)
+		var stdout, stderr bytes.Buffer
+		cmd.Stdout, cmd.Stderr = &stdout, &stderr
+		err := cmd.Run()
+		want := `stepup-authz: "` + args[0] + `" is not built into this binary (built with -tags serveronly); use a full build: go install ./cmd/stepup-authz`
+		var ee *exec.ExitError
+		if !errors.As(err, &ee) || ee.ExitCode() != 2 || strings.TrimSpace(stderr.String()) != want {
+			t.Fatalf("image binary %v: %v, stdout %q, stderr %q; want exit 2 and %q", args, err, stdout.String(), stderr.String(), want)
+		}
+	}
+
+	f, err := elf.Open(bin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	pcln, text := f.Section(".gopclntab"), f.Section(".text")
+	if pcln == nil || text == nil {
+		t.Fatalf("%s: no .gopclntab or .text section", bin)
+	}
+	data, err := pcln.Data()
+	if err != nil {
+		t.Fatal(err)
+	}
+	tab, err := gosym.NewTable(nil, gosym.NewLineTable(data, text.Addr))
+	if err != nil {
+		t.Fatalf("%s: function table: %v", bin, err)
+	}
+	// A method's package name can carry the interface it implements as a suffix.
+	has := func(p string) bool {
+		return slices.ContainsFunc(tab.Funcs, func(fn gosym.Func) bool {
+			q := fn.PackageName()
+			return q == p || strings.HasPrefix(q, p+".") || strings.HasPrefix(q, p+"/")
+		})
+	}
+	const mod = "github.com/stepup-authz/stepup-authz/"
+	for _, p := range []string{mod + "policy", mod + "extauthz"} {
+		if !has(p) {
+			t.Errorf("image binary: %s not found in its function table; the check for dev-only packages would prove nothing", p)
+		}
+	}
+	for _, p := range []string{mod + "internal/devidp", mod + "internal/bench"} {
+		if has(p) {
+			t.Errorf("image binary: %s is compiled in; the image must carry the server only (-tags serveronly)", p)
+		}
 	}
 }
 
