@@ -186,6 +186,26 @@ func TestIntrospectionWithNodeOIDCProvider(t *testing.T) {
 		})
 	}
 
+	t.Run("a client-credentials token (no sub in its answer) is a machine token", func(t *testing.T) {
+		h := startIntrospected(t, oidcConfig(p, oidcprovider.IntrospectBasicID, oidcprovider.IntrospectBasicSecret, config.AuthClientSecretBasic, "", "60s"))
+		withScope, err := p.ClientCredentials(ctx, oidcprovider.ResourceOpaque, "payouts:write", "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp := h.check(t, payout(withScope.AccessToken))
+		set, _ := okHeaders(t, resp)
+		if set["x-stepup-sub"] != "app" {
+			t.Fatalf("upstream headers %v", set)
+		}
+		without, err := p.ClientCredentials(ctx, oidcprovider.ResourceOpaque, "profile:read", "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp = h.check(t, payout(without.AccessToken))
+		expectDenied(t, resp, denial{403, `{"error":"insufficient_scope"}`, `Bearer error="insufficient_scope", scope="payouts:write"`})
+		expectReason(t, resp, "deny", "scope_missing")
+	})
+
 	t.Run("a revoked token stops working within cache_ttl", func(t *testing.T) {
 		h := startIntrospected(t, oidcConfig(p, oidcprovider.IntrospectBasicID, oidcprovider.IntrospectBasicSecret, config.AuthClientSecretBasic, "", "1s"))
 		tok := login(t, "aal2", 0)

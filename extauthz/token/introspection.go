@@ -321,6 +321,14 @@ func (in *introspector) judge(body []byte) (*answer, string, error) {
 		present: presentClaims(m),
 		hasExp:  p.hasExp,
 	}
+	if a.present&hasSub == 0 && p.clientID != "" {
+		// RFC 7662 §2.2: sub names the resource owner, so an answer without one
+		// (node-oidc-provider's, for a client-credentials token) speaks for the
+		// client alone. Its subject is the client, as RFC 9068 §2.2 writes a
+		// client-credentials JWT: a machine token under the default rule. With
+		// jwt: true, present stays unset and the JWT's own sub is kept.
+		a.claims.Subject = p.clientID
+	}
 	return a, IntrospectActive, nil
 }
 

@@ -320,6 +320,20 @@ func claimsAnswer(overrides map[string]any) func(*ifixture, http.ResponseWriter,
 	}
 }
 
+// An answer without sub (a client-credentials token: no resource owner)
+// speaks for its client: sub is client_id, a machine token (RFC 9068 §2.2).
+func TestIntrospectionAnswerWithoutSubjectIsTheClient(t *testing.T) {
+	f := newIntrospectionFixture(t, nil)
+	f.ep.setClaims(t, f.active(map[string]any{"sub": absent, "client_id": "batch-job", "acr": absent, "amr": absent, "auth_time": absent}))
+	c, err := f.v.Verify(context.Background(), opaqueToken)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Subject != "batch-job" || c.ClientID != "batch-job" {
+		t.Fatalf("claims %+v", c)
+	}
+}
+
 func TestIntrospectionAnswerWithoutAudienceWhenNotRequired(t *testing.T) {
 	f := newIntrospectionFixture(t, func(c *IntrospectionConfig) { c.RequireAudience = false })
 	f.ep.setClaims(t, f.active(map[string]any{"aud": absent, "iss": absent}))
