@@ -61,7 +61,7 @@ func newCheckCmd() *cobra.Command {
 	}
 	fl := cmd.Flags()
 	fl.StringVar(&f.config, "config", "", "config file (YAML)")
-	fl.StringVar(&f.token, "token", "", "bearer token (a JWT); empty sends no Authorization header; - reads it from stdin")
+	fl.StringVar(&f.token, "token", "", "bearer token (a JWT, or an opaque token an issuer introspects); empty sends no Authorization header; - reads it from stdin")
 	fl.StringVar(&f.method, "method", "GET", "HTTP method")
 	fl.StringVar(&f.path, "path", "/", "request path, query string allowed")
 	fl.StringVar(&f.host, "host", "localhost", "request host (:authority)")

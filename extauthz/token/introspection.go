@@ -238,6 +238,12 @@ func (in *introspector) introspect(ctx context.Context, raw string) (*answer, er
 
 // call makes the RFC 7662 §2.1 request and judges the answer.
 func (in *introspector) call(ctx context.Context, endpoint, raw string) (*answer, string, error) {
+	// Errors are logged: they show the endpoint without any userinfo or query.
+	shown := endpoint
+	if u, err := url.Parse(endpoint); err == nil {
+		u.User, u.RawQuery = nil, ""
+		shown = u.String()
+	}
 	form := url.Values{"token": {raw}, "token_type_hint": {"access_token"}}
 	if in.cfg.Auth == ClientSecretPost {
 		form.Set("client_id", in.cfg.ClientID)
@@ -245,7 +251,7 @@ func (in *introspector) call(ctx context.Context, endpoint, raw string) (*answer
 	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, endpoint, strings.NewReader(form.Encode()))
 	if err != nil {
-		return nil, IntrospectError, in.unavailable("POST %s: %v", endpoint, err)
+		return nil, IntrospectError, in.unavailable("POST %s: %v", shown, err)
 	}
 	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
 	req.Header.Set("Accept", "application/json")
@@ -258,19 +264,19 @@ func (in *introspector) call(ctx context.Context, endpoint, raw string) (*answer
 	}
 	resp, err := in.client.Do(req)
 	if err != nil {
-		return nil, transportResult(ctx, err), in.unavailable("POST %s: %v", endpoint, scrub(err))
+		return nil, transportResult(ctx, err), in.unavailable("POST %s: %v", shown, scrub(err))
 	}
 	defer resp.Body.Close()
 	body, err := io.ReadAll(io.LimitReader(resp.Body, MaxIntrospectionBytes+1))
 	switch {
 	case err != nil:
-		return nil, transportResult(ctx, err), in.unavailable("POST %s: read the answer: %v", endpoint, scrub(err))
+		return nil, transportResult(ctx, err), in.unavailable("POST %s: read the answer: %v", shown, scrub(err))
 	case len(body) > MaxIntrospectionBytes:
-		return nil, IntrospectTooLarge, in.unavailable("POST %s: the answer is larger than %d bytes", endpoint, MaxIntrospectionBytes)
+		return nil, IntrospectTooLarge, in.unavailable("POST %s: the answer is larger than %d bytes", shown, MaxIntrospectionBytes)
 	case resp.StatusCode >= 300 && resp.StatusCode < 400:
-		return nil, IntrospectRedirect, in.unavailable("POST %s: status %d (redirect to %q not followed)", endpoint, resp.StatusCode, resp.Header.Get("Location"))
+		return nil, IntrospectRedirect, in.unavailable("POST %s: status %d (a redirect, not followed)", shown, resp.StatusCode)
 	case resp.StatusCode != http.StatusOK:
-		return nil, IntrospectStatus, in.unavailable("POST %s: status %d", endpoint, resp.StatusCode)
+		return nil, IntrospectStatus, in.unavailable("POST %s: status %d", shown, resp.StatusCode)
 	}
 	return in.judge(body)
 }
