@@ -116,8 +116,10 @@ func (b *builder) introspection(p string, v any, iss *Issuer) *Introspection {
 	if in.Endpoint = str("endpoint"); in.Endpoint != "" {
 		u, err := url.Parse(in.Endpoint)
 		switch {
-		case err != nil || !u.IsAbs() || u.Host == "":
+		case err != nil || !u.IsAbs():
 			b.add(p+".endpoint", "%q is not an absolute URL like \"https://idp.example.com/oauth2/introspect\"", in.Endpoint)
+		case u.Host == "" && (strings.EqualFold(u.Scheme, "https") || strings.EqualFold(u.Scheme, "http")):
+			b.add(p+".endpoint", "%q has no host; write it like \"https://idp.example.com/oauth2/introspect\"", in.Endpoint)
 		case !fetchable(u):
 			b.add(p+".endpoint", "%q must use https: the token and the client secret travel in the request (%s)", in.Endpoint, loopbackRule)
 		}

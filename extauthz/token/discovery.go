@@ -36,7 +36,7 @@ func checkFetchURL(raw string) error {
 		return fmt.Errorf("url %q: %w", raw, err)
 	}
 	if u.Host == "" || u.Opaque != "" {
-		return fmt.Errorf("url %q: not an absolute URL with a host", raw)
+		return fmt.Errorf("url %q: keys are fetched only from an https URL with a host (http only on loopback hosts 127.0.0.1, ::1, localhost)", raw)
 	}
 	switch u.Scheme {
 	case "https":

@@ -162,3 +162,14 @@ func TestDiscoveryUnreachable(t *testing.T) {
 		t.Fatalf("fetch result %q, want error", f.lastResult())
 	}
 }
+
+// A file: or data: URL is absolute; what is wrong with it is that keys are
+// fetched over https, and the message says so.
+func TestFetchURLMessageSaysWhatIsTrue(t *testing.T) {
+	for _, raw := range []string{"file:///etc/jwks.json", "data:application/json,{}", "https:///jwks"} {
+		err := checkFetchURL(raw)
+		if err == nil || strings.Contains(err.Error(), "absolute") || !strings.Contains(err.Error(), "https URL with a host") {
+			t.Errorf("checkFetchURL(%q) = %v; want it to ask for an https URL with a host", raw, err)
+		}
+	}
+}
