@@ -13,6 +13,8 @@ import (
 	"unicode/utf8"
 
 	"github.com/golang-jwt/jwt/v5"
+
+	"github.com/stepup-authz/stepup-authz/policy"
 )
 
 // maxNumericDate is 9999-12-31T23:59:59Z. NumericDate claims outside [0, maxNumericDate]
@@ -241,6 +243,8 @@ type payload struct {
 	scp                     []string
 	exp, nbf, iat, authTime time.Time
 	hasExp, hasNbf, hasIat  bool
+	// cnf is the token's binding (cnf.go); zero for a bearer token.
+	cnf policy.Confirmation
 }
 
 var _ jwt.Claims = (*payload)(nil)
@@ -314,6 +318,9 @@ func payloadOf(m map[string]json.RawMessage) (*payload, error) {
 	if raw, ok := m["scp"]; ok && len(raw) > 0 && raw[0] == '"' {
 		// Entra ID's scp is one space-separated string.
 		p.scp = splitScope(p.scp[0])
+	}
+	if p.cnf, err = confirmationMember(m); err != nil {
+		return nil, err
 	}
 	return p, nil
 }

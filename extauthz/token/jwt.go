@@ -301,6 +301,8 @@ func (is *issuer) principal(p *payload) (*Principal, error) {
 		IssuedAt: p.iat,
 		Expiry:   p.exp,
 		Scopes:   p.scopes(),
+		// Checked against the request's proof or certificate by the binding stage.
+		Confirmation: p.cnf,
 	}}, nil
 }
 
