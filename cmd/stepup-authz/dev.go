@@ -31,6 +31,7 @@ import (
 	"github.com/stepup-authz/stepup-authz/envoy/proxy"
 	"github.com/stepup-authz/stepup-authz/extauthz/config"
 	"github.com/stepup-authz/stepup-authz/internal/devidp"
+	"github.com/stepup-authz/stepup-authz/internal/dpopproof"
 	"github.com/stepup-authz/stepup-authz/policy"
 )
 
@@ -498,13 +499,20 @@ func stepUpExample(routes []proxy.Route) (devExample, bool) {
 }
 
 func newDevTokenCmd() *cobra.Command {
-	var idpURL, acr, sub, scope, clientID string
+	var idpURL, acr, sub, scope, clientID, dpopJKT, x5t, dpopAlg, method, target, nonce string
 	var opaque bool
 	var age time.Duration
 	cmd := &cobra.Command{
 		Use:   "token --acr LEVEL",
 		Short: "Mint an access token from a running dev IdP and print it",
-		Args:  cobra.NoArgs,
+		Long: `Mint an access token from a running dev IdP and print it.
+
+Sender-constrained tokens (RFC 9449, RFC 8705): --dpop-jkt binds the token to a
+DPoP key you hold (cnf.jkt), --x5t-s256 to a client certificate (cnf["x5t#S256"]).
+--dpop ALG makes a fresh DPoP key, binds the token to it and prints a curl command
+for --method and --url with the token under the DPoP scheme and a one-time proof
+(add --nonce when the server asked for one with DPoP-Nonce).`,
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			fl := cmd.Flags()
 			if clientID != "" && !fl.Changed("sub") {
@@ -529,11 +537,41 @@ func newDevTokenCmd() *cobra.Command {
 			if opaque {
 				form.Set("format", "opaque")
 			}
+			var key *dpopproof.Key
+			if dpopAlg != "" {
+				if dpopJKT != "" {
+					return &exitError{code: 2, err: errors.New("dev token: --dpop makes its own key; leave out --dpop-jkt")}
+				}
+				if target == "" {
+					return &exitError{code: 2, err: errors.New("dev token: --dpop needs --url, the URL the proof is for (htu)")}
+				}
+				var err error
+				if key, err = dpopproof.NewKey(dpopAlg); err != nil {
+					return &exitError{code: 2, err: fmt.Errorf("dev token: --dpop: %w", err)}
+				}
+				dpopJKT = key.Thumbprint()
+			}
+			if dpopJKT != "" {
+				form.Set("dpop_jkt", dpopJKT)
+			}
+			if x5t != "" {
+				form.Set("x5t_s256", x5t)
+			}
 			tok, err := mintDevToken(cmd.Context(), strings.TrimSuffix(idpURL, "/")+"/token", form)
 			if err != nil {
 				return &exitError{code: 1, err: fmt.Errorf("dev token: %w (is `stepup-authz dev` running?)", err)}
 			}
-			_, err = fmt.Fprintln(cmd.OutOrStdout(), tok)
+			if key == nil {
+				_, err = fmt.Fprintln(cmd.OutOrStdout(), tok)
+				return err
+			}
+			proof, err := key.Proof(strings.ToUpper(method), target, tok, nonce, time.Now())
+			if err != nil {
+				return &exitError{code: 1, err: fmt.Errorf("dev token: proof: %w", err)}
+			}
+			// One proof, one request: the server refuses a proof it has seen.
+			_, err = fmt.Fprintf(cmd.OutOrStdout(), "curl -i -X %s '%s' -H 'Authorization: DPoP %s' -H 'DPoP: %s'\n",
+				strings.ToUpper(method), target, tok, proof)
 			return err
 		},
 	}
@@ -545,6 +583,12 @@ func newDevTokenCmd() *cobra.Command {
 	fl.StringVar(&scope, "scope", "", "scope claim (space-separated)")
 	fl.StringVar(&clientID, "client-id", "", "client_id claim: alone, a machine token (sub = client_id, no acr or auth_time unless --acr/--age); with --sub, a user token carrying client_id")
 	fl.BoolVar(&opaque, "opaque", false, "mint an opaque (reference) token, which stepup-authz introspects at the dev IdP")
+	fl.StringVar(&dpopJKT, "dpop-jkt", "", "bind the token to this DPoP key thumbprint (cnf.jkt, RFC 7638 base64url)")
+	fl.StringVar(&x5t, "x5t-s256", "", "bind the token to this client certificate thumbprint (cnf[\"x5t#S256\"])")
+	fl.StringVar(&dpopAlg, "dpop", "", "make a DPoP key of this algorithm (ES256, EdDSA, ...), bind the token to it and print a curl command with a proof")
+	fl.StringVar(&method, "method", "GET", "with --dpop: the request method the proof is for (htm)")
+	fl.StringVar(&target, "url", "", "with --dpop: the request URL the proof is for (htu), e.g. http://127.0.0.1:8000/api/payout-destination")
+	fl.StringVar(&nonce, "nonce", "", "with --dpop: the server's DPoP-Nonce to put in the proof")
 	return cmd
 }
 

@@ -193,7 +193,7 @@ func (i *IdP) UserToken(sub, acr string, age time.Duration) (string, error) {
 //
 //	GET  /.well-known/openid-configuration
 //	GET  /jwks.json
-//	POST /token  (form: sub, acr, auth_age_seconds, scope, client_id, and
+//	POST /token  (form: sub, acr, auth_age_seconds, scope, client_id, dpop_jkt, x5t_s256, and
 //	              format: jwt (default), opaque or lightweight) -> {"access_token": ...}
 //	POST /introspect (RFC 7662, client IntrospectionClientID)
 //
@@ -256,6 +256,20 @@ func (i *IdP) Handler() http.Handler {
 		if id := r.Form.Get("client_id"); id != "" {
 			c["client_id"] = id
 		}
+		// Sender-constrained tokens: cnf.jkt binds the token to a DPoP key (RFC 9449
+		// §6.1), cnf["x5t#S256"] to a client certificate (RFC 8705 §3.1).
+		tokenType := "Bearer"
+		cnf := map[string]any{}
+		if jkt := r.Form.Get("dpop_jkt"); jkt != "" {
+			cnf["jkt"] = jkt
+			tokenType = "DPoP"
+		}
+		if x5t := r.Form.Get("x5t_s256"); x5t != "" {
+			cnf["x5t#S256"] = x5t
+		}
+		if len(cnf) > 0 {
+			c["cnf"] = cnf
+		}
 		mint := i.Mint
 		switch r.Form.Get("format") {
 		case "", "jwt":
@@ -272,7 +286,7 @@ func (i *IdP) Handler() http.Handler {
 			http.Error(w, err.Error(), http.StatusInternalServerError)
 			return
 		}
-		writeJSON(w, map[string]any{"access_token": tok, "token_type": "Bearer", "expires_in": 600})
+		writeJSON(w, map[string]any{"access_token": tok, "token_type": tokenType, "expires_in": 600})
 	})
 	return mux
 }
