@@ -50,17 +50,3 @@ func confirmationMember(m map[string]json.RawMessage) (policy.Confirmation, erro
 	}
 	return c, nil
 }
-
-// ConfirmationFromJSON reads the cnf claim of claims already decoded into
-// plain Go values (an introspection answer): the same rules as for a JWT.
-func ConfirmationFromJSON(claims map[string]any) (policy.Confirmation, error) {
-	v, ok := claims["cnf"]
-	if !ok {
-		return policy.Confirmation{}, nil
-	}
-	raw, err := json.Marshal(v)
-	if err != nil {
-		return policy.Confirmation{}, invalid(DetailClaimType, "claim \"cnf\": %v", err)
-	}
-	return confirmationMember(map[string]json.RawMessage{"cnf": raw})
-}

@@ -323,6 +323,8 @@ func (in *introspector) judge(body []byte) (*answer, string, error) {
 			IssuedAt: p.iat,
 			Expiry:   p.exp,
 			Scopes:   p.scopes(),
+			// An answer's cnf binds the token as a JWT's does (CONTRACT.md).
+			Confirmation: p.cnf,
 		},
 		present: presentClaims(m),
 		hasExp:  p.hasExp,

@@ -190,6 +190,9 @@ func merge(local *policy.Claims, a *answer) policy.Claims {
 	if has&hasScope != 0 {
 		c.Scopes = ac.Scopes
 	}
+	if has["cnf"] {
+		c.Confirmation = ac.Confirmation
+	}
 	return c
 }
 
