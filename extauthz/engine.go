@@ -37,6 +37,8 @@ type Engine struct {
 	layers memo[string, *policy.Layer]
 	// stepUps remembers built step-up denials (see stepUpResponse).
 	stepUps stepUpMemo
+	// sender holds the DPoP and mTLS settings (sender.go).
+	sender *senderState
 }
 
 // EngineOptions tune an Engine; zero values are usable.
@@ -46,6 +48,10 @@ type EngineOptions struct {
 	// OnIntrospection, when set, is told the result of every introspection
 	// (serve counts them; check shows them).
 	OnIntrospection func(issuer, result string)
+	// Replay remembers used DPoP proofs; pass the same one to every Engine of
+	// a process (serve does), so a reload never forgets a used proof. nil
+	// gives this Engine stores of its own.
+	Replay *ReplayStores
 }
 
 // NewEngine builds an Engine from a validated config. Its issuers' key sets come
@@ -86,7 +92,16 @@ func NewEngine(cfg *config.Config, keys *token.KeySets, opts EngineOptions) (*En
 	if err != nil {
 		return nil, err
 	}
+	replayStores := opts.Replay
+	if replayStores == nil {
+		replayStores = NewReplayStores()
+	}
+	sender, err := newSenderState(cfg, replayStores)
+	if err != nil {
+		return nil, err
+	}
 	return &Engine{
+		sender:    sender,
 		cfg:       cfg,
 		settings:  cfg.Settings(),
 		namespace: cfg.MetadataNamespace,

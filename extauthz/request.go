@@ -7,6 +7,7 @@ import (
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
 	"google.golang.org/protobuf/types/known/structpb"
 
+	"github.com/stepup-authz/stepup-authz/extauthz/token"
 	"github.com/stepup-authz/stepup-authz/policy"
 )
 
@@ -35,6 +36,20 @@ type attributes struct {
 	jwtAuthn *structpb.Struct
 	// headerCount is the number of header entries the request carried.
 	headerCount int
+
+	// What sender-constrained tokens need (sender.go): every DPoP header value
+	// (one, or one holding a comma, from Envoy's joined map; several from raw
+	// header_map), the scheme for the request URL, and the client certificate
+	// as Envoy sends it or as x-forwarded-client-cert carries it.
+	dpop           []string
+	scheme         string // attributes.request.http.scheme, else :scheme
+	forwardedProto string
+	peerCert       string // attributes.source.certificate (URL-encoded PEM)
+	xfcc           string
+	xfccCount      int
+	// authScheme is the scheme the token came under, once the judge read it
+	// (challenges under DPoP use the DPoP scheme).
+	authScheme token.Scheme
 }
 
 // MaxHeaders is the most header entries a CheckRequest may carry for its token to be
@@ -65,6 +80,8 @@ func readAttributes(req *authv3.CheckRequest, namespace string) attributes {
 		host:       http.GetHost(),
 		path:       http.GetPath(),
 		extensions: attrs.GetContextExtensions(),
+		scheme:     http.GetScheme(),
+		peerCert:   attrs.GetSource().GetCertificate(),
 	}
 	if md := attrs.GetRouteMetadataContext().GetFilterMetadata(); md != nil {
 		a.metadata = md[namespace]
@@ -116,6 +133,20 @@ func (a *attributes) header(name, value string) {
 		}
 	case name == "x-request-id":
 		a.requestID = value
+	case name == "dpop":
+		a.dpop = append(a.dpop, value)
+	case name == ":scheme":
+		if a.scheme == "" {
+			a.scheme = value
+		}
+	case name == "x-forwarded-proto":
+		a.forwardedProto = value
+	case name == "x-forwarded-client-cert":
+		// Two entries are two elements; joined with ',' they read as such.
+		if a.xfccCount++; a.xfccCount > 1 {
+			value = a.xfcc + "," + value
+		}
+		a.xfcc = value
 	case len(name) > len(stepupPrefix) && strings.EqualFold(name[:len(stepupPrefix)], stepupPrefix):
 		a.stepupHeaders = append(a.stepupHeaders, strings.ToLower(name))
 	}

@@ -90,6 +90,8 @@ type outcome struct {
 	rules  *policy.IssuerRules
 	// stepUps, when set, remembers step-up denials (the Engine's).
 	stepUps *stepUpMemo
+	// dpop is what DPoP changes in the response (dpop_response.go).
+	dpop dpopOutcome
 }
 
 // buildResponse writes the CheckResponse for a decision. Every response sets
@@ -101,23 +103,24 @@ func buildResponse(o *outcome, a *attributes) *authv3.CheckResponse {
 	if d.Allowed() || o.dryRun {
 		return okResponse(o, a)
 	}
-	if d.Policy.Name == "" {
+	dr := dpopDenial(o)
+	if dr == nil && d.Policy.Name == "" {
 		if resp, ok := fixedDenials[d.Reason]; ok {
 			return resp
 		}
 	}
-	var dr *authv3.DeniedHttpResponse
-	switch d.Outcome() {
-	case policy.Unauthorized:
+	switch {
+	case dr != nil:
+	case d.Outcome() == policy.Unauthorized:
 		dr = deniedInvalid
 		if d.Reason == policy.ReasonTokenMissing {
 			dr = deniedNoToken
 		}
-	case policy.StepUp:
+	case d.Outcome() == policy.StepUp:
 		dr = stepUpResponse(d, o.rules, o.stepUps)
-	case policy.InsufficientScope:
+	case d.Outcome() == policy.InsufficientScope:
 		dr = scopeResponse(&d.Policy)
-	case policy.Unavailable:
+	case d.Outcome() == policy.Unavailable:
 		dr = deniedUnavailable
 	default:
 		dr = deniedPolicyError
@@ -189,6 +192,9 @@ func okResponse(o *outcome, a *attributes) *authv3.CheckResponse {
 	}
 	if len(ok.Headers) == 0 {
 		ok.Headers = nil
+	}
+	if o.dpop.nonce != "" {
+		addNonce(ok, o.dpop.nonce)
 	}
 	if len(a.stepupHeaders) > 0 {
 		// A set, not a scan of the list: a request can carry thousands of x-stepup-*

@@ -148,6 +148,7 @@ func (s *Server) evaluate(ctx context.Context, req *authv3.CheckRequest, opts ev
 	default:
 		o.decision, o.claims, o.rules, cache = s.judge(ctx, e, &a, &p, opts.answerBy)
 		o.dryRun = p.EffectiveMode() == policy.ModeDryRun && !o.decision.Allowed()
+		o.dpop = e.sender.outcome(a.authScheme, &o.decision, s.now())
 	}
 
 	s.report(ctx, &o, &a)
@@ -166,9 +167,19 @@ func (s *Server) evaluate(ctx context.Context, req *authv3.CheckRequest, opts ev
 // whether the verified-principal cache held the token.
 func (s *Server) judge(ctx context.Context, e *Engine, a *attributes, p *policy.Policy, answerBy time.Time) (policy.Decision, *policy.Claims, *policy.IssuerRules, cacheOutcome) {
 	cred, err := credential(a)
+	a.authScheme = cred.Scheme
 	if err != nil {
 		return tokenDenial(err, *p), nil, noRules, cacheNone
 	}
+	// Under DPoP the proof is part of the credential, checked before the token
+	// (RFC 9449 §4.3); the binding stage then holds cnf to it and to the client
+	// certificate, for every token.
+	if cred.Scheme == token.SchemeDPoP {
+		if cred.DPoP, err = e.sender.verifyProof(a, cred.Token, s.now()); err != nil {
+			return tokenDenial(err, *p), nil, noRules, cacheNone
+		}
+	}
+	cred.ClientCert = e.sender.clientCert(a)
 	pr, cached, err := e.pipeline.Principal(ctx, &cred, answerBy)
 	cache := cacheMiss
 	if cached {
@@ -176,6 +187,12 @@ func (s *Server) judge(ctx context.Context, e *Engine, a *attributes, p *policy.
 	}
 	if err != nil {
 		return tokenDenial(err, *p), nil, noRules, cache
+	}
+	// The proof is used up last, once everything else about the credential held.
+	if cred.DPoP != nil {
+		if err := e.sender.use(ctx, cred.DPoP, answerBy); err != nil {
+			return tokenDenial(err, *p), nil, noRules, cache
+		}
 	}
 	rules := e.rules(pr.Claims.Issuer)
 	return policy.Decide(&pr.Claims, p, rules, &e.settings, s.now()), &pr.Claims, rules, cache
@@ -207,7 +224,14 @@ func credential(a *attributes) (token.Credential, error) {
 // sign-in loop.
 func tokenDenial(err error, p policy.Policy) policy.Decision {
 	var invalid *token.InvalidError
+	var proof *token.ProofError
 	switch {
+	case errors.As(err, &proof) && proof.NonceRequired():
+		return policy.Deny(policy.ReasonNonceRequired, proof.Detail, p)
+	case errors.As(err, &proof):
+		return policy.Deny(policy.ReasonProofInvalid, proof.Detail, p)
+	case errors.Is(err, errReplayStore):
+		return policy.Deny(policy.ReasonReplayStoreUnavailable, err.Error(), p)
 	case errors.Is(err, token.ErrNoToken):
 		return policy.Deny(policy.ReasonTokenMissing, "", p)
 	case errors.As(err, &invalid):

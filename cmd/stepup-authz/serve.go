@@ -168,7 +168,11 @@ func newApp(path string, v *config.Overrides, stderr *os.File, addrHints map[str
 	a.keys = ks
 	a.engineOpts = extauthz.EngineOptions{OnIntrospection: func(issuer, result string) {
 		a.metrics.Introspections.WithLabelValues(issuer, result).Inc()
-	}}
+	},
+		// One set of DPoP replay stores for every config this process loads:
+		// a reload must never forget a used proof.
+		Replay: extauthz.NewReplayStores(),
+	}
 	engine, err := extauthz.NewEngine(cfg, ks, a.engineOpts)
 	if err != nil {
 		ks.Close()

@@ -18,7 +18,7 @@ import (
 // full, Use returns ErrFull: the store never evicts a key early, because that
 // could re-accept a replay.
 type Memory struct {
-	window time.Duration
+	window atomic.Int64 // a time.Duration; SetWindow changes it on reload
 	now    func() time.Time
 	max    atomic.Int64
 	count  atomic.Int64
@@ -41,7 +41,8 @@ func NewMemory(window time.Duration, max int, now func() time.Time) *Memory {
 	if now == nil {
 		now = time.Now
 	}
-	m := &Memory{window: window, now: now}
+	m := &Memory{now: now}
+	m.window.Store(int64(window))
 	m.max.Store(int64(max))
 	t := now()
 	for i := range m.shards {
@@ -54,7 +55,12 @@ func NewMemory(window time.Duration, max int, now func() time.Time) *Memory {
 func (m *Memory) SetMax(max int) { m.max.Store(int64(max)) }
 
 // Window is how long a key is remembered at least.
-func (m *Memory) Window() time.Duration { return m.window }
+func (m *Memory) Window() time.Duration { return time.Duration(m.window.Load()) }
+
+// SetWindow changes the window (a config reload changed proof_max_age or
+// clock_skew). Keys already held stay at least the new window: the proofs the
+// new config accepts are all younger than it.
+func (m *Memory) SetWindow(window time.Duration) { m.window.Store(int64(window)) }
 
 // Len is the number of keys held, for metrics.
 func (m *Memory) Len() int { return int(m.count.Load()) }
@@ -66,14 +72,15 @@ func (m *Memory) Use(_ context.Context, key [32]byte, _ time.Duration) (bool, er
 	copy(k[:], key[:16])
 	s := &m.shards[binary.LittleEndian.Uint64(key[16:24])%memoryShards]
 	now := m.now()
+	window := m.Window()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	switch age := now.Sub(s.since); {
-	case age >= 2*m.window:
+	case age >= 2*window:
 		// Both generations are older than a window: drop both.
 		m.count.Add(-int64(len(s.cur) + len(s.prev)))
 		s.cur, s.prev, s.since = map[[16]byte]struct{}{}, map[[16]byte]struct{}{}, now
-	case age >= m.window:
+	case age >= window:
 		m.count.Add(-int64(len(s.prev)))
 		s.prev, s.cur, s.since = s.cur, make(map[[16]byte]struct{}, len(s.cur)), now
 	}

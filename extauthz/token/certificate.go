@@ -22,6 +22,23 @@ const MaxCertificateBytes = 32 << 10
 // ErrNoCertificate means the request carries no usable client certificate.
 var ErrNoCertificate = errors.New("no client certificate")
 
+// ClientCertificate is where a request's client certificate is: the peer
+// certificate Envoy sent (attributes.source.certificate), or, with FromXFCC,
+// the x-forwarded-client-cert header (mtls.certificate_from: xfcc).
+type ClientCertificate struct {
+	Peer     string
+	XFCC     string
+	FromXFCC bool
+}
+
+// Thumbprint is the certificate's x5t#S256, read from where the request says.
+func (c ClientCertificate) Thumbprint() (string, error) {
+	if c.FromXFCC {
+		return XFCCCertificateThumbprint(c.XFCC)
+	}
+	return PeerCertificateThumbprint(c.Peer)
+}
+
 // PeerCertificateThumbprint returns the x5t#S256 of the leaf certificate in
 // attributes.source.certificate: URL-encoded PEM, as Envoy's ext_authz filter
 // sends it with include_peer_certificate: true. "" is ErrNoCertificate.

@@ -9,8 +9,13 @@ const MaxTokenBytes = 16384
 // Scheme is the HTTP authentication scheme a credential was presented under.
 type Scheme string
 
-// SchemeBearer is RFC 6750's scheme, the only one read today; DPoP (RFC 9449) joins it.
-const SchemeBearer Scheme = "Bearer"
+// The schemes a token is read under: RFC 6750's Bearer, and RFC 9449 §7.1's DPoP
+// ("Authorization: DPoP <token>", the token with the same syntax), which comes
+// with a proof.
+const (
+	SchemeBearer Scheme = "Bearer"
+	SchemeDPoP   Scheme = "DPoP"
+)
 
 // Credential is what a request presents to be known by: the first stage of the token
 // pipeline. It is read from the request once, and every later stage (the cache, the
@@ -19,9 +24,13 @@ type Credential struct {
 	Scheme Scheme
 	// Token is the access token, an RFC 6750 b64token of at most MaxTokenBytes.
 	Token string
-	// Proof is the proof of possession sent with the token (the DPoP header, RFC 9449
-	// §4); "" under Bearer.
-	Proof string
+	// DPoP is the proof of possession sent with the token (the DPoP header, RFC 9449
+	// §4) once the credential stage verified it (ProofVerifier,
+	// RFC 9449 §4.3): nil under Bearer. The binding stage holds cnf.jkt to it.
+	DPoP *Proof
+	// ClientCert is where the request's client certificate is, for the binding
+	// stage of a certificate-bound token (RFC 8705); read only for such a token.
+	ClientCert ClientCertificate
 	// JWTAuthn, when set, holds the payloads Envoy's jwt_authn filter verified on this
 	// request; the jwt_authn verifier and the cache entries it made consult it.
 	JWTAuthn JWTAuthnPayloads
@@ -32,7 +41,8 @@ type Credential struct {
 // headers into one value with ","; raw header_map entries may give several.
 //
 // Rules:
-//   - no value, an empty value, another scheme ("Basic ...") or "Bearer" without a token
+//   - the scheme is Bearer or DPoP (RFC 9449 §7.1), the token has the same syntax under both;
+//   - no value, an empty value, another scheme ("Basic ...") or a scheme without a token
 //     returns ErrNoToken;
 //   - more than one value, or a value containing "," (two credentials joined by Envoy),
 //     returns an *InvalidError "multiple_credentials", whatever the schemes;
@@ -59,20 +69,28 @@ func ReadCredential(values []string) (Credential, error) {
 	if i := strings.IndexAny(v, " \t"); i >= 0 {
 		scheme, rest = v[:i], v[i+1:]
 	}
-	if !strings.EqualFold(scheme, "bearer") {
+	var cred Credential
+	switch {
+	case strings.EqualFold(scheme, "bearer"):
+		cred.Scheme = SchemeBearer
+	case strings.EqualFold(scheme, "dpop"):
+		cred.Scheme = SchemeDPoP
+	default:
 		return Credential{}, ErrNoToken
 	}
 	tok := strings.TrimLeft(rest, " \t")
 	if tok == "" {
 		return Credential{}, ErrNoToken
 	}
+	// The scheme stays on an invalid token: a DPoP one is answered in the DPoP scheme.
 	if len(tok) > MaxTokenBytes {
-		return Credential{}, invalid(DetailTooLarge, "token is %d bytes, limit %d", len(tok), MaxTokenBytes)
+		return cred, invalid(DetailTooLarge, "token is %d bytes, limit %d", len(tok), MaxTokenBytes)
 	}
 	if !isB64Token(tok) {
-		return Credential{}, invalid(DetailMalformed, "token is not an RFC 6750 b64token")
+		return cred, invalid(DetailMalformed, "token is not an RFC 6750 b64token")
 	}
-	return Credential{Scheme: SchemeBearer, Token: tok}, nil
+	cred.Token = tok
+	return cred, nil
 }
 
 // isB64Token reports whether s matches RFC 6750 §2.1:

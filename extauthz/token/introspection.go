@@ -353,6 +353,7 @@ const (
 	hasIat
 	hasExp
 	hasScope // scope or scp
+	hasCNF
 )
 
 func presentClaims(m map[string]json.RawMessage) claimSet {
@@ -362,7 +363,7 @@ func presentClaims(m map[string]json.RawMessage) claimSet {
 		bit  claimSet
 	}{
 		{"sub", hasSub}, {"client_id", hasClientID}, {"gty", hasGty}, {"acr", hasACR}, {"amr", hasAMR},
-		{"auth_time", hasAuthTime}, {"iat", hasIat}, {"exp", hasExp}, {"scope", hasScope}, {"scp", hasScope},
+		{"auth_time", hasAuthTime}, {"iat", hasIat}, {"exp", hasExp}, {"scope", hasScope}, {"scp", hasScope}, {"cnf", hasCNF},
 	} {
 		if _, ok := m[c.name]; ok {
 			s |= c.bit

@@ -190,7 +190,7 @@ func merge(local *policy.Claims, a *answer) policy.Claims {
 	if has&hasScope != 0 {
 		c.Scopes = ac.Scopes
 	}
-	if has["cnf"] {
+	if has&hasCNF != 0 {
 		c.Confirmation = ac.Confirmation
 	}
 	return c

@@ -72,10 +72,12 @@ func NewPipeline(ks *KeySets, issuers []IssuerConfig, opts Options) (*Pipeline, 
 		return nil, err
 	}
 	p := &Pipeline{
-		jwt:   jwt,
-		rules: []ClaimsRule{HeaderSafeClaims{}},
-		cache: newPrincipalCache(size),
-		now:   now,
+		jwt: jwt,
+		// Every pipeline holds bound tokens to their binding (CONTRACT.md).
+		binders: []Binder{DPoPBinding{}, CertificateBinding{}},
+		rules:   []ClaimsRule{HeaderSafeClaims{}},
+		cache:   newPrincipalCache(size),
+		now:     now,
 	}
 	jwt.intro.cache = p.cache
 	for _, is := range issuers {
