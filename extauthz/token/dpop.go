@@ -109,10 +109,13 @@ func (p *Proof) ReplayKey() [32]byte {
 	return k
 }
 
+// algEd25519 is RFC 9864's fully-specified JWS algorithm for Ed25519.
+const algEd25519 = "Ed25519"
+
 // ProofOptions configure a ProofVerifier.
 type ProofOptions struct {
 	// Algorithms are the accepted proof algorithms (dpop.algorithms); HS* and
-	// none are refused even when listed.
+	// none are refused even when listed. EdDSA accepts Ed25519 (RFC 9864) too.
 	Algorithms []string
 	// MaxAge is proof_max_age: how far in the past iat may be (plus ClockSkew).
 	MaxAge time.Duration
@@ -147,6 +150,11 @@ func NewProofVerifier(opts ProofOptions) (*ProofVerifier, error) {
 		}
 		v.methods[a] = jwt.GetSigningMethod(a)
 		v.algs = append(v.algs, a)
+		if a == "EdDSA" {
+			// RFC 9864's fully-specified name for EdDSA over Ed25519, the only
+			// curve EdDSA is accepted with; oauth4webapi and jose sign with it.
+			v.methods[algEd25519] = v.methods[a]
+		}
 	}
 	return v, nil
 }
@@ -300,7 +308,11 @@ func (v *ProofVerifier) parse(raw string) (*Proof, error) {
 	if !ok {
 		return nil, proofErr(ProofJWKMissing, "no jwk header")
 	}
-	key, jkt, err := proofKey(rawJWK, alg)
+	keyAlg := alg
+	if alg == algEd25519 {
+		keyAlg = "EdDSA"
+	}
+	key, jkt, err := proofKey(rawJWK, keyAlg)
 	if err != nil {
 		return nil, err
 	}

@@ -335,3 +335,24 @@ func TestNewProofVerifierRefuses(t *testing.T) {
 		}
 	}
 }
+
+// TestProofEd25519Alg: RFC 9864 names EdDSA over Ed25519 "Ed25519", which is
+// what oauth4webapi signs proofs with; EdDSA in dpop.algorithms accepts it.
+func TestProofEd25519Alg(t *testing.T) {
+	k, _ := dpopproof.NewKey("EdDSA")
+	hdr := map[string]any{"typ": "dpop+jwt", "alg": "Ed25519", "jwk": jwkJSON(t, k.Signer.Public())}
+	proof := craft(t, "EdDSA", k.Signer, hdr, goodClaims(t0))
+	req := ProofRequest{Method: "POST", URL: proofURL, AccessToken: proofToken}
+	p, err := newProofVerifier(t, nil).Verify([]string{proof}, req, t0)
+	if err != nil || p.JKT != k.Thumbprint() || p.Alg != "Ed25519" {
+		t.Fatalf("Verify = %+v, %v", p, err)
+	}
+	onlyES, _ := NewProofVerifier(ProofOptions{Algorithms: []string{"ES256"}, MaxAge: time.Minute})
+	if _, err := onlyES.Verify([]string{proof}, req, t0); err == nil {
+		t.Error("Ed25519 accepted without EdDSA in dpop.algorithms")
+	}
+	p256 := craft(t, "ES256", proofTestKey.Signer, with(goodHeader(t), "alg", "Ed25519"), goodClaims(t0))
+	if _, err := newProofVerifier(t, nil).Verify([]string{p256}, req, t0); err == nil {
+		t.Error("alg Ed25519 with a P-256 jwk accepted")
+	}
+}
