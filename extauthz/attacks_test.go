@@ -327,12 +327,16 @@ const (
 	noToken
 	// introspectionDown is 503 introspection_unavailable.
 	introspectionDown
+	// wireRow is an exact denial of a sender-constrained row (attacks_dpop_test.go).
+	wireRow
 )
 
 type expectation struct {
 	kind expectKind
 	// detail is the token_invalid detail the server logs (never sent to the client).
 	detail string
+	// denial is the response of a wire row.
+	denial *wireDenial
 }
 
 func accept() expectation            { return expectation{kind: accepted} }
@@ -346,6 +350,8 @@ func (e expectation) String() string {
 		return "401 `Bearer` (no token)"
 	case introspectionDown:
 		return "503 `introspection_unavailable`"
+	case wireRow:
+		return e.denial.label
 	default:
 		return "401 `invalid_token`"
 	}
@@ -359,6 +365,8 @@ type attack struct {
 	want  expectation
 	// on, when set, is the harness the row is sent to (introspection rows).
 	on *attackHarness
+	// skip, when set, skips the row with this message (a tool this machine lacks).
+	skip string
 }
 
 // attackRows builds every attack against h. Each row's request targets /home, whose
@@ -631,9 +639,13 @@ func TestAttackTokens(t *testing.T) {
 	h := newAttackHarnessWith(t, token.KeySetOptions{MinRefetch: time.Millisecond})
 	rows := attackRows(t, h)
 	rows = append(rows, introspectionAttackRows(t)...)
+	rows = append(rows, senderAttackRows(t)...)
 	invalid := denial{401, `{"error":"unauthorized"}`, `Bearer error="invalid_token"`}
 	for _, row := range rows {
 		t.Run(row.name, func(t *testing.T) {
+			if row.skip != "" {
+				t.Skip(row.skip)
+			}
 			h := h
 			if row.on != nil {
 				h = row.on
@@ -659,6 +671,13 @@ func TestAttackTokens(t *testing.T) {
 			case introspectionDown:
 				expectDenied(t, resp, denial{503, `{"error":"temporarily_unavailable"}`, ""})
 				expectReason(t, resp, "deny", "introspection_unavailable")
+			case wireRow:
+				row.want.denial.check(t, resp)
+				if row.want.detail != "" {
+					if got := loggedDetail(t, h.logs.String()[from:]); got != row.want.detail {
+						t.Errorf("logged detail %q, want %q", got, row.want.detail)
+					}
+				}
 			}
 		})
 	}

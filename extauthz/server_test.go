@@ -122,6 +122,9 @@ type req struct {
 	// jwtAuthn is metadata_context["envoy.filters.http.jwt_authn"], as jwt_authn's
 	// payload_in_metadata leaves it.
 	jwtAuthn map[string]any
+	// scheme is attributes.request.http.scheme; peerCert is
+	// attributes.source.certificate (URL-encoded PEM).
+	scheme, peerCert string
 }
 
 func (h *harness) check(t *testing.T, r req) *authv3.CheckResponse {
@@ -132,7 +135,7 @@ func (h *harness) check(t *testing.T, r req) *authv3.CheckResponse {
 	if r.host == "" {
 		r.host = "app.example.com"
 	}
-	httpReq := &authv3.AttributeContext_HttpRequest{Method: r.method, Path: r.path, Host: r.host, Protocol: "HTTP/1.1"}
+	httpReq := &authv3.AttributeContext_HttpRequest{Method: r.method, Path: r.path, Host: r.host, Protocol: "HTTP/1.1", Scheme: r.scheme}
 	if r.rawHeaders != nil {
 		hm := &corev3.HeaderMap{}
 		for _, kv := range r.rawHeaders {
@@ -149,6 +152,9 @@ func (h *harness) check(t *testing.T, r req) *authv3.CheckResponse {
 	attrs := &authv3.AttributeContext{
 		Request:           &authv3.AttributeContext_Request{Http: httpReq},
 		ContextExtensions: r.extensions,
+	}
+	if r.peerCert != "" {
+		attrs.Source = &authv3.AttributeContext_Peer{Certificate: r.peerCert}
 	}
 	if r.metadata != nil {
 		s, err := structpb.NewStruct(r.metadata)
