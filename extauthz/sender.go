@@ -161,8 +161,9 @@ func (st *senderState) outcome(scheme token.Scheme, d *policy.Decision, now time
 		return o
 	}
 	switch {
-	case scheme == token.SchemeDPoP, d.Reason == policy.ReasonSenderConstraintMissing,
-		d.Reason == policy.ReasonTokenMissing && (d.Policy.SenderConstraint == policy.SenderDPoP || d.Policy.SenderConstraint == policy.SenderEither):
+	case scheme == token.SchemeDPoP,
+		(d.Reason == policy.ReasonSenderConstraintMissing || d.Reason == policy.ReasonTokenMissing) &&
+			(d.Policy.SenderConstraint == policy.SenderDPoP || d.Policy.SenderConstraint == policy.SenderEither):
 		o.nonce = st.nonces.Issue(now)
 	}
 	return o
