@@ -14,7 +14,7 @@ import (
 // the generation after next begins, so it is remembered at least one window
 // and at most two, without a timestamp per key or a sweeper goroutine.
 //
-// Memory is bounded by max keys (about 60 bytes each in Go maps). When it is
+// Memory is bounded by max keys (about 25 bytes each: TestMemoryBytesPerKey). When it is
 // full, Use returns ErrFull: the store never evicts a key early, because that
 // could re-accept a replay.
 type Memory struct {
