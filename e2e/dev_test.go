@@ -83,6 +83,33 @@ func TestDevPlayground(t *testing.T) {
 	if code, body := post(token("aal2", "--opaque")); code != 200 || !strings.Contains(body, `"x-stepup-acr":"aal2"`) {
 		t.Fatalf("opaque aal2: %d %s", code, body)
 	}
+	// DPoP: dev token --dpop prints a curl command with a bound token and a
+	// one-time proof; the proof works once.
+	target := "http://" + addrs["proxy-addr"] + "/api/payout-destination"
+	curl := token("aal2", "--dpop", "ES256", "--method", "POST", "--url", target)
+	quoted := strings.Split(curl, "'")
+	if !strings.HasPrefix(curl, "curl -i -X POST '"+target+"'") || len(quoted) < 7 ||
+		!strings.HasPrefix(quoted[3], "Authorization: DPoP ") || !strings.HasPrefix(quoted[5], "DPoP: ") {
+		t.Fatalf("dev token --dpop printed %q", curl)
+	}
+	sendDPoP := func() (int, http.Header, string) {
+		req, _ := http.NewRequest("POST", target, nil)
+		req.Header.Set("Authorization", strings.TrimPrefix(quoted[3], "Authorization: "))
+		req.Header.Set("DPoP", strings.TrimPrefix(quoted[5], "DPoP: "))
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, resp.Header, string(b)
+	}
+	if code, _, body := sendDPoP(); code != 200 || !strings.Contains(body, `"x-stepup-acr":"aal2"`) {
+		t.Fatalf("the printed DPoP request: %d %s", code, body)
+	}
+	if code, h, body := sendDPoP(); code != 401 || body != `{"error":"invalid_dpop_proof"}` || !strings.HasPrefix(h.Get("WWW-Authenticate"), `DPoP error="invalid_dpop_proof"`) {
+		t.Fatalf("the printed DPoP request again: %d %s %v", code, body, h)
+	}
 
 	if err := cmd.Process.Signal(syscall.SIGINT); err != nil {
 		t.Fatal(err)
