@@ -252,6 +252,25 @@ policy:
 	otherATH := claims()
 	otherATH.ATH = dpopproof.ATH(unbound)
 	add(g, "`ath` of another token", dpopReq(bound, signed(otherATH)), badProof(token.ProofATHMismatch), ph)
+	// An opaque token whose introspection answer binds it: the same rules.
+	oidp := newDevIdP(t)
+	opaque := on(startIntrospected(t, fmt.Sprintf(`
+issuers:
+  - issuer: %[1]q
+    jwks_uri: "%[1]s/jwks.json"
+    audiences: [%[2]q]
+    introspection:
+      client_id: %[3]q
+      client_secret_file: "{{SECRET:%[4]s}}"
+      opaque_tokens: true
+`, oidp.Issuer, audience, devidp.IntrospectionClientID, oidp.IntrospectionSecret())))
+	opaqueBound, err := oidp.MintOpaque(devidp.Claims{"sub": "victim", "acr": "aal3", "auth_time": time.Now().Unix(),
+		"cnf": map[string]any{"jkt": key.Thumbprint()}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	add(g, "an opaque token whose introspection answer binds it (`cnf.jkt`), with its proof", dpopReq(opaqueBound, proof(key, opaqueBound, "")), accept(), opaque)
+	add(g, "that opaque token with a proof of another key", dpopReq(opaqueBound, proof(other, opaqueBound, "")), dpopInvalidToken(token.DetailBindingMismatch), opaque)
 	used := proof(key, bound, "")
 	if resp := ph.check(t, dpopReq(bound, used)); resp.GetOkResponse() == nil {
 		t.Fatalf("the proof to replay was not accepted the first time: %v", resp.GetDeniedResponse())

@@ -129,7 +129,7 @@ policy:
 	add(g, "answer with `acr` as a number", in("fault-acr-number"), deny(token.DetailClaimType))
 	add(g, "answer with `auth_time` as a string", in("fault-auth-time-text"), deny(token.DetailClaimType))
 	add(g, "answer with `auth_time` an hour ahead", in("fault-auth-time-ahead"), deny("auth_time_in_future"))
-	add(g, "answer binding the token to a DPoP key (`cnf.jkt`), presented as Bearer", in("fault-dpop-bound"), deny(token.DetailBindingNotChecked))
+	add(g, "answer binding the token to a DPoP key (`cnf.jkt`), presented as Bearer", in("fault-dpop-bound"), deny(token.DetailBoundAsBearer))
 	add(g, "answer `{\"active\":false,\"active\":true}` (a repeated member)", in("fault-active-repeated"), unavailable)
 	add(g, "an HTML page with status 200", in("fault-html-200"), unavailable)
 	add(g, "a JSON array with status 200", in("fault-array"), unavailable)

@@ -33,13 +33,6 @@ var ErrIntrospectionUnavailable = errors.New("introspection unavailable")
 // introspection endpoint says is not active (RFC 7662 §2.2).
 const DetailInactive = "inactive"
 
-// DetailBindingNotChecked is the InvalidError detail of a token whose
-// introspection answer binds it to a key (cnf.jkt, RFC 9449 §6.2) or a
-// certificate (cnf["x5t#S256"], RFC 8705 §3.2). Until the token pipeline's
-// binding stage checks an introspected token's cnf against the request, such
-// a token is refused: a bound token must never pass as a bearer token.
-const DetailBindingNotChecked = "binding_not_checked"
-
 // Results reported to IntrospectionConfig.OnResult, one per introspection the
 // server attempted (a cache hit or a caller that joined an identical call in
 // flight is not one): the stepup_introspection_requests_total result label.
@@ -304,9 +297,6 @@ func (in *introspector) judge(body []byte) (*answer, string, error) {
 	if err != nil {
 		return nil, IntrospectInvalid, err
 	}
-	if err := refuseBinding(m); err != nil {
-		return nil, IntrospectInvalid, err
-	}
 	if err := in.checkClaims(p); err != nil {
 		return nil, IntrospectInvalid, err
 	}
@@ -370,25 +360,6 @@ func presentClaims(m map[string]json.RawMessage) claimSet {
 		}
 	}
 	return s
-}
-
-// refuseBinding fails closed on an answer whose cnf binds the token (see
-// DetailBindingNotChecked); a cnf that is not an object is the wrong type.
-func refuseBinding(m map[string]json.RawMessage) error {
-	raw, ok := m["cnf"]
-	if !ok {
-		return nil
-	}
-	var cnf map[string]json.RawMessage
-	if len(raw) == 0 || raw[0] != '{' || json.Unmarshal(raw, &cnf) != nil {
-		return invalid(DetailClaimType, "claim \"cnf\" is %s, want an object", jsonKind(raw))
-	}
-	for _, member := range []string{"jkt", "x5t#S256"} {
-		if _, bound := cnf[member]; bound {
-			return invalid(DetailBindingNotChecked, "introspection answer binds the token (cnf.%s), which is not checked for introspected tokens yet", member)
-		}
-	}
-	return nil
 }
 
 // checkClaims applies the JWT rules to an active answer (CONTRACT.md, "Opaque

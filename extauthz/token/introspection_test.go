@@ -253,8 +253,7 @@ func TestIntrospectionDenials(t *testing.T) {
 		{"auth_time that is not a number is invalid", claimsAnswer(map[string]any{"auth_time": "1700000000"}), DetailClaimType, IntrospectInvalid},
 		{"amr that is not an array of strings is invalid", claimsAnswer(map[string]any{"amr": "otp"}), DetailClaimType, IntrospectInvalid},
 		{"aud that is a number is invalid", claimsAnswer(map[string]any{"aud": 7}), DetailClaimType, IntrospectInvalid},
-		{"a DPoP-bound answer (cnf.jkt) is refused, never a bearer token", claimsAnswer(map[string]any{"cnf": map[string]any{"jkt": "0ZcOCORZNYy-DWpqq30jZyJGHTN0d2HglBV3uiguA4I"}}), DetailBindingNotChecked, IntrospectInvalid},
-		{"a certificate-bound answer (cnf x5t#S256) is refused", claimsAnswer(map[string]any{"cnf": map[string]any{"x5t#S256": "bwcK0esc3ACC3DB2Y5_lESsXE8o9ltc05O89jdN-dg2"}}), DetailBindingNotChecked, IntrospectInvalid},
+		{"a cnf with neither jkt nor x5t#S256 is a binding that cannot be checked", claimsAnswer(map[string]any{"cnf": map[string]any{"jwk": map[string]any{"kty": "EC"}}}), DetailBinding, IntrospectInvalid},
 		{"cnf that is not an object is invalid", claimsAnswer(map[string]any{"cnf": "jkt"}), DetailClaimType, IntrospectInvalid},
 		{"a repeated active member is unavailable", jsonAnswer(`{"active":false,"active":true}`), "", IntrospectMalformed},
 		{"an HTML page with status 200 is unavailable", func(_ *ifixture, w http.ResponseWriter, _ *http.Request) {
