@@ -58,13 +58,13 @@ func BenchmarkCheckDPoP(b *testing.B) {
 			}
 			ks := token.NewKeySets(token.KeySetOptions{})
 			b.Cleanup(ks.Close)
-			engine, verifier, err := extauthz.NewEngine(cfg, extauthz.NewRuntime(ks))
+			engine, err := extauthz.NewEngine(cfg, ks, extauthz.EngineOptions{})
 			if err != nil {
 				b.Fatal(err)
 			}
 			ctx, cancel := context.WithTimeout(context.Background(), time.Hour)
 			defer cancel()
-			verifier.WaitFirstFetch(ctx)
+			engine.WaitFirstFetch(ctx)
 			srv := extauthz.NewServer(engine, extauthz.Options{
 				Metrics: extauthz.NewMetrics(prometheus.NewRegistry()),
 				Logger:  slog.New(slog.NewTextHandler(io.Discard, nil)),
