@@ -82,7 +82,7 @@ func startIntrospected(t *testing.T, cfgYAML string) *introspected {
 	if err != nil {
 		t.Fatal(err)
 	}
-	gs := grpc.NewServer()
+	gs := grpc.NewServer(serverCodec(t))
 	authv3.RegisterAuthorizationServer(gs, extauthz.NewServer(engine, extauthz.Options{Logger: slog.New(slog.NewJSONHandler(h.logs, nil))}))
 	go func() { _ = gs.Serve(lis) }()
 	t.Cleanup(gs.Stop)
