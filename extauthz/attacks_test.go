@@ -78,12 +78,7 @@ policy:
   default: {}
 `
 
-func newAttackHarness(t *testing.T) *attackHarness {
-	t.Helper()
-	return newAttackHarnessWith(t, token.KeySetOptions{})
-}
-
-// newAttackHarnessWith is newAttackHarness with the key sets tuned by ko.
+// newAttackHarnessWith starts the attack harness with the key sets tuned by ko.
 func newAttackHarnessWith(t *testing.T, ko token.KeySetOptions) *attackHarness {
 	t.Helper()
 	h := &attackHarness{logs: &lockedBuffer{}}

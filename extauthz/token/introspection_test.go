@@ -565,8 +565,7 @@ func TestIntrospectionMaxInFlight(t *testing.T) {
 
 func TestIntrospectionEndpointFromDiscovery(t *testing.T) {
 	t.Run("introspection_endpoint of the discovery document", func(t *testing.T) {
-		var f *ifixture
-		f = newIntrospectionFixture(t, func(c *IntrospectionConfig) { c.Endpoint = "" })
+		f := newIntrospectionFixture(t, func(c *IntrospectionConfig) { c.Endpoint = "" })
 		// The fixture's IdP serves discovery; point it at the endpoint.
 		f.idp.setDiscovery(map[string]any{"issuer": f.idp.issuer(), "jwks_uri": f.idp.jwksURI(), "introspection_endpoint": f.ep.srv.URL + "/introspect"})
 		v := f.newVerifier(t)
