@@ -213,7 +213,7 @@ func (e *Engine) metadataLayer(md *structpb.Struct) (policy.Layer, error) {
 }
 
 // cloneLayer copies the strings of a layer: those of a request may point into
-// its memory (see Codec), which a remembered layer must not keep alive.
+// its memory (see wire.Codec), which a remembered layer must not keep alive.
 func cloneLayer(l policy.Layer) *policy.Layer {
 	l.RequiredACR.Value = strings.Clone(l.RequiredACR.Value)
 	l.Mode.Value = policy.Mode(strings.Clone(string(l.Mode.Value)))

@@ -108,7 +108,7 @@ func (l *loopDetector) stepUpDenied(c *policy.Claims, p *policy.Policy, now time
 	if l.order.Len() >= loopMemory {
 		l.remove(l.order.Front())
 	}
-	// The strings may point into a request's memory (see Codec): keep copies.
+	// The strings may point into a request's memory (see wire.Codec): keep copies.
 	key.issuer, key.subject, key.requiredACR = strings.Clone(key.issuer), strings.Clone(key.subject), strings.Clone(key.requiredACR)
 	l.byKey[key] = l.order.PushBack(&loopEntry{key: key, deniedAt: now, authAt: at})
 	l.size.Store(int32(len(l.byKey)))

@@ -301,21 +301,8 @@ func (in *introspector) judge(body []byte) (*answer, string, error) {
 		return nil, IntrospectInvalid, err
 	}
 	a := &answer{
-		claims: policy.Claims{
-			Issuer:   in.issuer,
-			Subject:  p.sub,
-			ClientID: p.clientID,
-			Gty:      p.gty,
-			ACR:      p.acr,
-			HasACR:   p.hasACR,
-			AMR:      p.amr,
-			AuthTime: p.authTime,
-			IssuedAt: p.iat,
-			Expiry:   p.exp,
-			Scopes:   p.scopes(),
-			// An answer's cnf binds the token as a JWT's does (CONTRACT.md).
-			Confirmation: p.cnf,
-		},
+		// An answer's cnf binds the token as a JWT's does (CONTRACT.md).
+		claims:  p.claims(in.issuer),
 		present: presentClaims(m),
 		hasExp:  p.hasExp,
 	}

@@ -327,6 +327,26 @@ func payloadOf(m map[string]json.RawMessage) (*payload, error) {
 
 // scopes returns the token's scopes: "scope" (RFC 8693 §4.2, space-separated) when
 // present, else "scp".
+// claims are the policy claims a verified payload (a JWT's, or an introspection
+// answer's) speaks for, under issuer.
+func (p *payload) claims(issuer string) policy.Claims {
+	return policy.Claims{
+		Issuer:   issuer,
+		Subject:  p.sub,
+		ClientID: p.clientID,
+		Gty:      p.gty,
+		ACR:      p.acr,
+		HasACR:   p.hasACR,
+		AMR:      p.amr,
+		AuthTime: p.authTime,
+		IssuedAt: p.iat,
+		Expiry:   p.exp,
+		Scopes:   p.scopes(),
+		// Checked against the request's proof or certificate by the binding stage.
+		Confirmation: p.cnf,
+	}
+}
+
 func (p *payload) scopes() []string {
 	if p.hasScope {
 		return splitScope(p.scope)

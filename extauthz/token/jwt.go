@@ -10,8 +10,6 @@ import (
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
-
-	"github.com/stepup-authz/stepup-authz/policy"
 )
 
 // DefaultAlgorithms returns the algorithms accepted when an issuer lists none; they are
@@ -289,21 +287,7 @@ func (is *issuer) principal(p *payload) (*Principal, error) {
 	if err := is.validator.Validate(p); err != nil {
 		return nil, claimsError(err)
 	}
-	return &Principal{Until: p.exp, Claims: policy.Claims{
-		Issuer:   p.iss,
-		Subject:  p.sub,
-		ClientID: p.clientID,
-		Gty:      p.gty,
-		ACR:      p.acr,
-		HasACR:   p.hasACR,
-		AMR:      p.amr,
-		AuthTime: p.authTime,
-		IssuedAt: p.iat,
-		Expiry:   p.exp,
-		Scopes:   p.scopes(),
-		// Checked against the request's proof or certificate by the binding stage.
-		Confirmation: p.cnf,
-	}}, nil
+	return &Principal{Until: p.exp, Claims: p.claims(p.iss)}, nil
 }
 
 // checkHeader applies the issuer's algorithm allow-list and typ rule.
