@@ -2,7 +2,6 @@ package extauthz_test
 
 import (
 	"bytes"
-	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/hmac"
@@ -20,7 +19,6 @@ import (
 	"hash"
 	"log/slog"
 	"math/big"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -29,10 +27,7 @@ import (
 	"testing"
 	"time"
 
-	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
 	"github.com/golang-jwt/jwt/v5"
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/stepup-authz/stepup-authz/extauthz"
 	"github.com/stepup-authz/stepup-authz/extauthz/config"
@@ -117,25 +112,8 @@ func newAttackHarnessWith(t *testing.T, ko token.KeySetOptions) *attackHarness {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	engine.WaitFirstFetch(ctx)
-
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	gs := grpc.NewServer(serverCodec(t))
 	logger := slog.New(slog.NewJSONHandler(h.logs, nil))
-	authv3.RegisterAuthorizationServer(gs, extauthz.NewServer(engine, extauthz.Options{Logger: logger}))
-	go func() { _ = gs.Serve(lis) }()
-	t.Cleanup(gs.Stop)
-	conn, err := grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { conn.Close() })
-	h.harness = &harness{idp: h.a, client: authv3.NewAuthorizationClient(conn)}
+	h.harness = &harness{idp: h.a, client: serveEngine(t, engine, extauthz.Options{Logger: logger})}
 	return h
 }
 

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/http/httputil"
@@ -18,8 +17,6 @@ import (
 	"time"
 
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/stepup-authz/stepup-authz/extauthz"
 	"github.com/stepup-authz/stepup-authz/extauthz/config"
@@ -75,23 +72,7 @@ func startIntrospected(t *testing.T, cfgYAML string) *introspected {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	engine.WaitFirstFetch(ctx)
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	gs := grpc.NewServer(serverCodec(t))
-	authv3.RegisterAuthorizationServer(gs, extauthz.NewServer(engine, extauthz.Options{Logger: slog.New(slog.NewJSONHandler(h.logs, nil))}))
-	go func() { _ = gs.Serve(lis) }()
-	t.Cleanup(gs.Stop)
-	conn, err := grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { conn.Close() })
-	h.harness = &harness{client: authv3.NewAuthorizationClient(conn)}
+	h.harness = &harness{client: serveEngine(t, engine, extauthz.Options{Logger: slog.New(slog.NewJSONHandler(h.logs, nil))})}
 	return h
 }
 

@@ -92,6 +92,14 @@ func newHarnessWith(t *testing.T, opts extauthz.Options) *harness {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return &harness{idp: idp, client: serveEngine(t, engine, opts)}
+}
+
+// serveEngine waits (up to 10s) for the engine's first key fetches, serves it
+// over real gRPC on loopback with the codec STEPUP_TEST_CODEC selects, and
+// returns a client of it. Server and connection end with the test.
+func serveEngine(t testing.TB, engine *extauthz.Engine, opts extauthz.Options) authv3.AuthorizationClient {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	engine.WaitFirstFetch(ctx)
@@ -109,7 +117,7 @@ func newHarnessWith(t *testing.T, opts extauthz.Options) *harness {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { conn.Close() })
-	return &harness{idp: idp, client: authv3.NewAuthorizationClient(conn)}
+	return authv3.NewAuthorizationClient(conn)
 }
 
 // req builds a CheckRequest the way Envoy's HTTP filter fills it.
