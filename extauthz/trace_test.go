@@ -7,7 +7,6 @@ import (
 	"net/http/httptest"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -274,15 +273,6 @@ func TestTracingOffCostsNoAllocation(t *testing.T) {
 	}
 }
 
-// processCPU is the process's user and system CPU time so far, in ns.
-func processCPU(b *testing.B) int64 {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		b.Fatal(err)
-	}
-	return ru.Utime.Nano() + ru.Stime.Nano()
-}
-
 // discardExporter drops spans: the benchmark counts what tracing costs the
 // Check, not a collector's network.
 type discardExporter struct{}
@@ -320,7 +310,7 @@ func BenchmarkCheckTracing(b *testing.B) {
 				b.Fatal(err)
 			}
 			b.ReportAllocs()
-			cpu0 := processCPU(b)
+			cpu0 := bench.SelfCPU()
 			for b.Loop() {
 				if _, err := srv.Check(ctx, req); err != nil {
 					b.Fatal(err)
@@ -328,7 +318,7 @@ func BenchmarkCheckTracing(b *testing.B) {
 			}
 			// CPU of the whole process (exporter and GC included) per Check: on a
 			// shared machine, wall time per op also counts waiting for a CPU.
-			b.ReportMetric(float64(processCPU(b)-cpu0)/float64(b.N), "cpu-ns/op")
+			b.ReportMetric(float64(bench.SelfCPU()-cpu0)/float64(b.N), "cpu-ns/op")
 		})
 	}
 }

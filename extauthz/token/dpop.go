@@ -125,14 +125,16 @@ type ProofOptions struct {
 	Nonces *Nonces
 }
 
-// ProofVerifier checks DPoP proofs for one configuration. It holds no state
-// that changes, and is safe for concurrent use.
+// ProofVerifier checks DPoP proofs for one configuration, and is safe for
+// concurrent use. Its only changing state is the bounded memory of proof
+// headers it accepted (proofHeaders).
 type ProofVerifier struct {
 	methods map[string]jwt.SigningMethod
 	algs    []string
 	maxAge  time.Duration
 	skew    time.Duration
 	nonces  *Nonces
+	headers *proofHeaders
 }
 
 // NewProofVerifier checks opts and returns a verifier.
@@ -143,7 +145,7 @@ func NewProofVerifier(opts ProofOptions) (*ProofVerifier, error) {
 	if opts.MaxAge <= 0 || opts.ClockSkew < 0 {
 		return nil, fmt.Errorf("dpop: proof max age %v and clock skew %v must be positive", opts.MaxAge, opts.ClockSkew)
 	}
-	v := &ProofVerifier{methods: map[string]jwt.SigningMethod{}, maxAge: opts.MaxAge, skew: opts.ClockSkew, nonces: opts.Nonces}
+	v := &ProofVerifier{methods: map[string]jwt.SigningMethod{}, maxAge: opts.MaxAge, skew: opts.ClockSkew, nonces: opts.Nonces, headers: &proofHeaders{}}
 	for _, a := range opts.Algorithms {
 		if !slices.Contains(DefaultAlgorithms(), a) {
 			return nil, fmt.Errorf("dpop: algorithm %q is not an asymmetric JWS algorithm (one of %s)", a, strings.Join(DefaultAlgorithms(), " "))
@@ -265,64 +267,25 @@ func (v *ProofVerifier) parse(raw string) (*Proof, error) {
 	if !ok1 || !ok2 || strings.IndexByte(s64, '.') >= 0 || h64 == "" || p64 == "" || s64 == "" {
 		return nil, proofErr(ProofMalformed, "not a compact JWS (want three non-empty dot-separated parts)")
 	}
-	hb, err := b64.DecodeString(h64)
-	if err != nil {
-		return nil, proofErr(ProofMalformed, "header: %v", err)
-	}
-	hm, err := decodeObject(hb, "header")
-	if err != nil {
-		return nil, proofErr(ProofMalformed, "header: %v", err)
-	}
-	p := &Proof{}
-
-	typ, _, err := stringMember(hm, "typ", "header")
-	if err != nil {
-		return nil, proofErr(ProofMalformed, "%v", err)
-	}
-	// RFC 7515 §4.1.9: typ compares case-insensitively, "application/" optional.
-	if !strings.EqualFold(strings.TrimPrefix(strings.ToLower(typ), "application/"), "dpop+jwt") {
-		return nil, proofErr(ProofTyp, "typ %q is not dpop+jwt", typ)
-	}
-	alg, hasAlg, err := stringMember(hm, "alg", "header")
-	switch {
-	case err != nil:
-		return nil, proofErr(ProofMalformed, "%v", err)
-	case !hasAlg:
-		return nil, proofErr(ProofAlg, "no alg")
-	}
-	method, allowed := v.methods[alg]
-	if !allowed {
-		return nil, proofErr(ProofAlg, "alg %q is not one of dpop.algorithms %s", alg, strings.Join(v.algs, " "))
-	}
-	p.Alg = alg
-	// RFC 7515 §4.1.11: a crit extension we do not understand must be refused;
-	// b64 (RFC 7797) would change what is signed.
-	if _, ok := hm["crit"]; ok {
-		return nil, proofErr(ProofCrit, "header has crit; no extensions are supported")
-	}
-	if _, ok := hm["b64"]; ok {
-		return nil, proofErr(ProofCrit, "header has b64; unencoded payloads are not supported")
-	}
-
-	rawJWK, ok := hm["jwk"]
+	// A client signs every proof with the same key and so sends the same header
+	// (typ, alg, jwk) each time: what the header says is remembered by its exact
+	// text. The signature below is checked on every proof all the same.
+	sum := hashToken(h64)
+	h, ok := v.headers.get(&sum)
 	if !ok {
-		return nil, proofErr(ProofJWKMissing, "no jwk header")
+		var err error
+		if h, err = v.parseHeader(h64); err != nil {
+			return nil, err
+		}
+		v.headers.put(&sum, h)
 	}
-	keyAlg := alg
-	if alg == algEd25519 {
-		keyAlg = "EdDSA"
-	}
-	key, jkt, err := proofKey(rawJWK, keyAlg)
-	if err != nil {
-		return nil, err
-	}
-	p.JKT = jkt
+	p := &Proof{Alg: h.alg, JKT: h.jkt}
 
 	sig, err := b64.DecodeString(s64)
 	if err != nil {
 		return nil, proofErr(ProofMalformed, "signature: %v", err)
 	}
-	if err := method.Verify(raw[:len(h64)+1+len(p64)], sig, key); err != nil {
+	if err := h.method.Verify(raw[:len(h64)+1+len(p64)], sig, h.key); err != nil {
 		return nil, proofErr(ProofBadSignature, "signature does not verify with the jwk: %v", err)
 	}
 
@@ -363,6 +326,68 @@ func (v *ProofVerifier) parse(raw string) (*Proof, error) {
 	}
 	p.IAT = iat
 	return p, nil
+}
+
+// proofHeader is what an accepted proof header says: the algorithm, its
+// verification method, the public key of the jwk and its thumbprint.
+type proofHeader struct {
+	alg    string
+	method jwt.SigningMethod
+	key    any
+	jkt    string
+}
+
+// parseHeader checks a proof's header (base64url h64) in the order of RFC 9449
+// §4.3: a JSON object, typ, alg, no crit or b64, a public jwk fitting alg.
+func (v *ProofVerifier) parseHeader(h64 string) (*proofHeader, error) {
+	hb, err := b64.DecodeString(h64)
+	if err != nil {
+		return nil, proofErr(ProofMalformed, "header: %v", err)
+	}
+	hm, err := decodeObject(hb, "header")
+	if err != nil {
+		return nil, proofErr(ProofMalformed, "header: %v", err)
+	}
+	typ, _, err := stringMember(hm, "typ", "header")
+	if err != nil {
+		return nil, proofErr(ProofMalformed, "%v", err)
+	}
+	// RFC 7515 §4.1.9: typ compares case-insensitively, "application/" optional.
+	if !strings.EqualFold(strings.TrimPrefix(strings.ToLower(typ), "application/"), "dpop+jwt") {
+		return nil, proofErr(ProofTyp, "typ %q is not dpop+jwt", typ)
+	}
+	alg, hasAlg, err := stringMember(hm, "alg", "header")
+	switch {
+	case err != nil:
+		return nil, proofErr(ProofMalformed, "%v", err)
+	case !hasAlg:
+		return nil, proofErr(ProofAlg, "no alg")
+	}
+	method, allowed := v.methods[alg]
+	if !allowed {
+		return nil, proofErr(ProofAlg, "alg %q is not one of dpop.algorithms %s", alg, strings.Join(v.algs, " "))
+	}
+	// RFC 7515 §4.1.11: a crit extension we do not understand must be refused;
+	// b64 (RFC 7797) would change what is signed.
+	if _, ok := hm["crit"]; ok {
+		return nil, proofErr(ProofCrit, "header has crit; no extensions are supported")
+	}
+	if _, ok := hm["b64"]; ok {
+		return nil, proofErr(ProofCrit, "header has b64; unencoded payloads are not supported")
+	}
+	rawJWK, ok := hm["jwk"]
+	if !ok {
+		return nil, proofErr(ProofJWKMissing, "no jwk header")
+	}
+	keyAlg := alg
+	if alg == algEd25519 {
+		keyAlg = "EdDSA"
+	}
+	key, jkt, err := proofKey(rawJWK, keyAlg)
+	if err != nil {
+		return nil, err
+	}
+	return &proofHeader{alg: alg, method: method, key: key, jkt: jkt}, nil
 }
 
 // privateMembers are the JWK members that only a private or symmetric key has

@@ -12,10 +12,11 @@ import (
 	"github.com/stepup-authz/stepup-authz/internal/dpopproof"
 )
 
-// BenchmarkProof breaks a DPoP proof's cost down: the whole Verify (parse,
-// jwk, thumbprint, signature, claims, htu, iat, ath), the jwk parse and RFC
-// 7638 thumbprint alone, and the bare signature verification alone, for ES256
-// and EdDSA proofs.
+// BenchmarkProof breaks a DPoP proof's cost down: the whole Verify of a proof
+// from a key seen before (its header remembered: signature, claims, htu, iat,
+// ath) and from a new key (header parsed, jwk thumbprinted), the jwk parse and
+// RFC 7638 thumbprint alone, and the bare signature verification alone, for
+// ES256 and EdDSA proofs.
 //
 //	go test -run='^$' -bench=Proof -benchmem ./extauthz/token
 func BenchmarkProof(b *testing.B) {
@@ -34,6 +35,19 @@ func BenchmarkProof(b *testing.B) {
 			b.ReportAllocs()
 			for b.Loop() {
 				if _, err := v.Verify([]string{proof}, req, t0); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+		// A client's first proof (or one from a key not seen before): its
+		// header is parsed and its jwk thumbprinted, then remembered.
+		b.Run("alg="+alg+"/part=verify_new_key", func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				b.StopTimer()
+				fresh := newProofVerifier(b, nil)
+				b.StartTimer()
+				if _, err := fresh.Verify([]string{proof}, req, t0); err != nil {
 					b.Fatal(err)
 				}
 			}
