@@ -4,6 +4,7 @@ import (
 	"errors"
 	"io/fs"
 	"log/slog"
+	"net/url"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -337,7 +338,7 @@ func TestEnvOverrideProblems(t *testing.T) {
 		// An override that cannot even be read comes first, then validation in schema order.
 		`environment variable STEPUP_ACR_LEVELS: acr_levels: not valid YAML: yaml: line 1: did not find expected ',' or ']'`,
 		`environment variable STEPUP_LISTEN_REFLECTION: listen.reflection: must be true or false, got string "maybe"`,
-		`environment variable STEPUP_ISSUERS: issuers[0].jwks_uri: "file:///jwks.json" must use https (http is allowed only on loopback hosts 127.0.0.1, ::1, localhost); keys are fetched from the identity provider over the network, not read from a file: URL`,
+		`environment variable STEPUP_ISSUERS: issuers[0].jwks_uri: "file:///jwks.json" must use https (http is allowed only on loopback hosts: localhost, 127.0.0.0/8, ::1); keys are fetched from the identity provider over the network, not read from a file: URL`,
 		`environment variable STEPUP_ISSUERS: issuers[0].audiences: required: the token's aud must contain one of them`,
 		`environment variable STEPUP_CLOCK_SKEW: clock_skew: "abc" is not a duration like "30s"`,
 		`environment variable STEPUP_TOKEN_CACHE_SIZE: token_cache_size: must be a whole number, got string "lots"`,
@@ -550,6 +551,41 @@ func TestListenCodec(t *testing.T) {
 			}
 			if cfg.Listen.Codec != tc.want {
 				t.Errorf("listen.codec = %q, want %q", cfg.Listen.Codec, tc.want)
+			}
+		})
+	}
+}
+
+// TestFetchURLRule: validate accepts exactly the key URLs the key fetcher
+// fetches from (token.FetchableURL): https anywhere, http on any loopback host.
+func TestFetchURLRule(t *testing.T) {
+	for _, tc := range []struct {
+		url string
+		ok  bool
+	}{
+		{"https://idp.example.com/jwks.json", true},
+		{"http://localhost:8080/jwks.json", true},
+		{"http://127.0.0.1:8080/jwks.json", true},
+		{"http://127.0.0.2:8080/jwks.json", true},
+		{"http://[::1]:8080/jwks.json", true},
+		{"http://10.0.0.1/jwks.json", false},
+		{"http://idp.example.com/jwks.json", false},
+		{"http://localhost.example.com/jwks.json", false},
+		{"http://127.0.0.1.nip.io/jwks.json", false},
+		{"ftp://127.0.0.1/jwks.json", false},
+	} {
+		t.Run(tc.url, func(t *testing.T) {
+			yaml := "issuers:\n  - issuer: \"https://idp.example.com\"\n    jwks_uri: \"" + tc.url + "\"\n    audiences: [api]\n"
+			_, err := Parse([]byte(yaml), nil)
+			if (err == nil) != tc.ok {
+				t.Fatalf("validate: %v, want ok=%v", err, tc.ok)
+			}
+			u, perr := url.Parse(tc.url)
+			if perr != nil {
+				t.Fatal(perr)
+			}
+			if token.FetchableURL(u) != tc.ok {
+				t.Fatalf("token.FetchableURL = %v, want %v", !tc.ok, tc.ok)
 			}
 		})
 	}

@@ -52,7 +52,7 @@ var logLevels = map[string]slog.Level{
 	"debug": slog.LevelDebug, "info": slog.LevelInfo, "warn": slog.LevelWarn, "error": slog.LevelError,
 }
 
-const loopbackRule = "http is allowed only on loopback hosts 127.0.0.1, ::1, localhost"
+const loopbackRule = "http is allowed only on loopback hosts: localhost, 127.0.0.0/8, ::1"
 
 // builder carries what later sections need from earlier ones.
 type builder struct {
@@ -461,20 +461,10 @@ func (b *builder) issuer(p string, m map[string]any) Issuer {
 	return iss
 }
 
-// fetchable reports whether keys may be fetched from u: https anywhere, http
-// only on loopback hosts.
-func fetchable(u *url.URL) bool {
-	switch strings.ToLower(u.Scheme) {
-	case "https":
-		return true
-	case "http":
-		switch strings.ToLower(u.Hostname()) {
-		case "127.0.0.1", "::1", "localhost":
-			return true
-		}
-	}
-	return false
-}
+// fetchable reports whether keys may be fetched from u: the key fetcher's own
+// rule (token.FetchableURL), so that validate never passes a URL the fetcher
+// refuses, nor the other way round.
+func fetchable(u *url.URL) bool { return token.FetchableURL(u) }
 
 func (b *builder) algorithm(path, a string) {
 	all := token.DefaultAlgorithms()

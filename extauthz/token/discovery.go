@@ -36,19 +36,29 @@ func checkFetchURL(raw string) error {
 		return fmt.Errorf("url %q: %w", raw, err)
 	}
 	if u.Host == "" || u.Opaque != "" {
-		return fmt.Errorf("url %q: keys are fetched only from an https URL with a host (http only on loopback hosts 127.0.0.1, ::1, localhost)", raw)
+		return fmt.Errorf("url %q: keys are fetched only from an https URL with a host (http only on loopback hosts: localhost, 127.0.0.0/8, ::1)", raw)
 	}
-	switch u.Scheme {
-	case "https":
+	switch {
+	case FetchableURL(u):
 		return nil
-	case "http":
-		if isLoopbackHost(u.Hostname()) {
-			return nil
-		}
-		return fmt.Errorf("url %q: http is allowed only on loopback hosts (127.0.0.1, ::1, localhost); use https", raw)
+	case u.Scheme == "http":
+		return fmt.Errorf("url %q: http is allowed only on loopback hosts (localhost, 127.0.0.0/8, ::1); use https", raw)
 	default:
 		return fmt.Errorf("url %q: scheme must be https", raw)
 	}
+}
+
+// FetchableURL is the rule for every URL keys, discovery documents and
+// introspection answers come from: https anywhere, http only on a loopback
+// host. The config's validation applies the same function.
+func FetchableURL(u *url.URL) bool {
+	switch strings.ToLower(u.Scheme) {
+	case "https":
+		return true
+	case "http":
+		return isLoopbackHost(u.Hostname())
+	}
+	return false
 }
 
 // isLoopbackHost reports whether host is "localhost" or a loopback IP literal.
