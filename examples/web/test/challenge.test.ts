@@ -1,6 +1,6 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { findStepUpChallenge, parseMaxAge, parseWWWAuthenticate } from "../src/challenge.js";
+import { decodeClaims, findStepUpChallenge, parseMaxAge, parseOAuthChallenges, parseWWWAuthenticate } from "../src/challenge.js";
 
 const plain = (h: string) => parseWWWAuthenticate(h).map((c) => ({ ...c, params: { ...c.params } }));
 
@@ -79,8 +79,8 @@ test("the first Bearer step-up challenge wins", () => {
   assert.deepEqual(findStepUpChallenge(h)?.acrValues, ["aal2"]);
 });
 
-test("other schemes never count as step-up", () => {
-  for (const scheme of ["DPoP", "Basic", "Newauth", "Bearerx", "XBearer"]) {
+test("schemes other than Bearer and DPoP never count as step-up", () => {
+  for (const scheme of ["Basic", "Newauth", "Bearerx", "XBearer", "DPoPx"]) {
     assert.equal(findStepUpChallenge(`${scheme} error="insufficient_user_authentication", acr_values="aal2"`), undefined, scheme);
   }
 });
@@ -209,4 +209,101 @@ test("linear time on large hostile headers", () => {
     findStepUpChallenge(h + ', Bearer error="insufficient_user_authentication"');
     assert.ok(performance.now() - t0 < 2000, `took ${performance.now() - t0} ms on ${h.slice(0, 20)}...`);
   }
+});
+
+// CONTRACT.md "Identity-provider dialects": Entra's claims challenge. C is the
+// standard base64 (padded) of exactly these bytes, no spaces.
+const ENTRA_JSON = '{"access_token":{"acrs":{"essential":true,"value":"aal2"}}}';
+const ENTRA_C = "eyJhY2Nlc3NfdG9rZW4iOnsiYWNycyI6eyJlc3NlbnRpYWwiOnRydWUsInZhbHVlIjoiYWFsMiJ9fX0=";
+const ALGS = "ES256 ES384 EdDSA PS256 RS256";
+const RM = "https://api.example.com/.well-known/oauth-protected-resource/mcp";
+
+test("Entra's insufficient_claims: the claims, decoded, as text and as an object", () => {
+  assert.equal(Buffer.from(ENTRA_C, "base64").toString(), ENTRA_JSON, "the fixture is the contract's encoding");
+  const h = `Bearer error="insufficient_claims", error_description="authentication level aal2 required", claims="${ENTRA_C}"`;
+  const s = findStepUpChallenge(h);
+  assert.equal(s?.scheme, "bearer");
+  assert.equal(s?.error, "insufficient_claims");
+  assert.equal(s?.errorDescription, "authentication level aal2 required");
+  assert.equal(s?.claims?.json, ENTRA_JSON);
+  assert.deepEqual(s?.claims?.value, { access_token: { acrs: { essential: true, value: "aal2" } } });
+  // The contract: exactly those parameters, no acr_values and no max_age.
+  assert.deepEqual(s?.acrValues, []);
+  assert.equal(s?.maxAge, undefined);
+  assert.equal(s?.resourceMetadata, undefined);
+});
+
+test("Entra's insufficient_claims with resource_metadata (an IdP-specific value, unpadded)", () => {
+  const c = "eyJhY2Nlc3NfdG9rZW4iOnsiYWNycyI6eyJlc3NlbnRpYWwiOnRydWUsInZhbHVlIjoiYzEifX19";
+  const h = `Bearer error="insufficient_claims", error_description="step-up", claims="${c}", resource_metadata="${RM}"`;
+  const s = findStepUpChallenge(h);
+  assert.equal(s?.claims?.json, '{"access_token":{"acrs":{"essential":true,"value":"c1"}}}');
+  assert.equal(s?.resourceMetadata, RM);
+});
+
+test("claims: standard base64 with + and / and UTF-8; the URL-safe alphabet is tolerated", () => {
+  const json = '{"access_token":{"acrs":{"essential":true,"value":"ü?>~"}}}';
+  assert.equal(decodeClaims("eyJhY2Nlc3NfdG9rZW4iOnsiYWNycyI6eyJlc3NlbnRpYWwiOnRydWUsInZhbHVlIjoiw7w/Pn4ifX19")?.json, json);
+  assert.equal(decodeClaims("eyJhY2Nlc3NfdG9rZW4iOnsiYWNycyI6eyJlc3NlbnRpYWwiOnRydWUsInZhbHVlIjoiw7w_Pn4ifX19")?.json, json);
+});
+
+test("claims that are not base64 of a JSON object are left out; the step-up challenge still counts", () => {
+  const b64 = (s: string) => Buffer.from(s, "latin1").toString("base64");
+  const bad: Array<[string, string]> = [
+    ["not base64", "%%%"],
+    ["base64 with a space", "e30 ="],
+    ["an impossible length", "e30=A"],
+    ["JSON array", b64("[]")],
+    ["JSON string", b64('"x"')],
+    ["JSON null", b64("null")],
+    ["not JSON", b64("{access_token}")],
+    ["not UTF-8", b64('{"a":"\xff"}')],
+    ["empty", ""],
+  ];
+  for (const [name, v] of bad) {
+    assert.equal(decodeClaims(v), undefined, name);
+    const s = findStepUpChallenge(`Bearer error="insufficient_claims", claims="${v}"`);
+    assert.equal(s?.error, "insufficient_claims", name);
+    assert.equal(s?.claims, undefined, name);
+  }
+});
+
+test("RFC 9470 with resource_metadata (RFC 9728 §5.1)", () => {
+  const h = `Bearer error="insufficient_user_authentication", error_description="authentication level aal2 required", acr_values="aal2", max_age="300", resource_metadata="${RM}"`;
+  const s = findStepUpChallenge(h);
+  assert.deepEqual(s?.acrValues, ["aal2"]);
+  assert.equal(s?.maxAge, 300);
+  assert.equal(s?.resourceMetadata, RM);
+});
+
+test("the DPoP-scheme step-up (CONTRACT.md: under DPoP, with algs), with and without resource_metadata", () => {
+  const h = `DPoP error="insufficient_user_authentication", error_description="authentication level aal2 required", acr_values="aal2", max_age="300", algs="${ALGS}"`;
+  const s = findStepUpChallenge(h);
+  assert.equal(s?.scheme, "dpop");
+  assert.deepEqual(s?.acrValues, ["aal2"]);
+  assert.equal(s?.maxAge, 300);
+  assert.deepEqual(s?.algs, ["ES256", "ES384", "EdDSA", "PS256", "RS256"]);
+  assert.equal(s?.resourceMetadata, undefined);
+  const withRM = findStepUpChallenge(
+    `DPoP error="insufficient_user_authentication", error_description="x", acr_values="aal2", max_age="300", resource_metadata="${RM}", algs="${ALGS}"`,
+  );
+  assert.equal(withRM?.resourceMetadata, RM);
+  assert.equal(withRM?.scheme, "dpop");
+});
+
+test("parseOAuthChallenges: Bearer and DPoP challenges with their parameters; other schemes skipped", () => {
+  const strip = (h: string) => parseOAuthChallenges(h).map(({ challenge: _c, ...o }) => o);
+  // RFC 9449 §7.2: no credentials on a route that wants DPoP.
+  assert.deepEqual(strip(`Bearer, DPoP algs="${ALGS}"`), [
+    { scheme: "bearer", scope: [], algs: [] },
+    { scheme: "dpop", scope: [], algs: ALGS.split(" ") },
+  ]);
+  assert.deepEqual(strip(`Basic realm="x", Bearer error="insufficient_scope", scope="payouts:write admin", resource_metadata="${RM}"`), [
+    { scheme: "bearer", error: "insufficient_scope", scope: ["payouts:write", "admin"], algs: [], resourceMetadata: RM },
+  ]);
+  assert.deepEqual(strip(`DPoP error="use_dpop_nonce", error_description="Resource server requires nonce in DPoP proof", algs="ES256"`), [
+    { scheme: "dpop", error: "use_dpop_nonce", errorDescription: "Resource server requires nonce in DPoP proof", scope: [], algs: ["ES256"] },
+  ]);
+  assert.equal(findStepUpChallenge(`DPoP error="use_dpop_nonce", algs="ES256"`), undefined);
+  assert.equal(findStepUpChallenge(`DPoP error="invalid_dpop_proof", algs="ES256"`), undefined);
 });

@@ -139,7 +139,9 @@ test("not a step-up: passed through untouched, no prompt", async () => {
     ["broken JSON", () => denial({ body: '{"error":"step_up_required"', challenge: null })],
     ["JSON null", () => denial({ body: "null", challenge: null })],
     ["other error", () => denial({ body: '{"error":"STEP_UP_REQUIRED"}', challenge: null })],
-    ["DPoP challenge", () => denial({ body: "{}", challenge: 'DPoP error="insufficient_user_authentication"' })],
+    ["DPoP invalid token", () => denial({ body: '{"error":"unauthorized"}', challenge: 'DPoP error="invalid_token", algs="ES256"' })],
+    ["use_dpop_nonce without a DPoP session", () => denial({ body: '{"error":"use_dpop_nonce"}', challenge: 'DPoP error="use_dpop_nonce", algs="ES256"' })],
+    ["a claims challenge on a 403", () => denial({ status: 403, body: "{}", challenge: 'Bearer error="insufficient_claims", claims="e30="' })],
     ["unterminated challenge", () => denial({ body: "{}", challenge: 'Bearer error="insufficient_user_authentication' })],
   ];
   for (const [name, make] of cases) {
