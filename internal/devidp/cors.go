@@ -25,7 +25,8 @@ func WithCORS(h http.Handler, origins []string) http.Handler {
 		if r.Method == http.MethodOptions && r.Header.Get("Access-Control-Request-Method") != "" {
 			if allowed {
 				w.Header().Set("Access-Control-Allow-Methods", "POST")
-				w.Header().Set("Access-Control-Allow-Headers", "content-type")
+				// dpop: a browser asks for a DPoP-bound token with a proof (RFC 9449 §5).
+				w.Header().Set("Access-Control-Allow-Headers", "content-type, dpop")
 				w.Header().Set("Access-Control-Max-Age", "600")
 			}
 			w.WriteHeader(http.StatusNoContent)

@@ -52,9 +52,13 @@ func TestWithCORS(t *testing.T) {
 		}
 	})
 	t.Run("preflight from an allowed origin", func(t *testing.T) {
-		w := do("OPTIONS", "/token", "http://127.0.0.1:8000", map[string]string{"Access-Control-Request-Method": "POST"})
+		w := do("OPTIONS", "/token", "http://127.0.0.1:8000", map[string]string{"Access-Control-Request-Method": "POST", "Access-Control-Request-Headers": "content-type, dpop"})
 		if w.Code != 204 || w.Header().Get("Access-Control-Allow-Methods") != "POST" || w.Header().Get("Access-Control-Allow-Origin") != "http://127.0.0.1:8000" {
 			t.Fatalf("%d %v", w.Code, w.Header())
+		}
+		// A DPoP token request (RFC 9449 §5) sends a DPoP header.
+		if got := w.Header().Get("Access-Control-Allow-Headers"); got != "content-type, dpop" {
+			t.Errorf("Access-Control-Allow-Headers = %q, want content-type, dpop", got)
 		}
 	})
 	t.Run("preflight from another origin is not allowed", func(t *testing.T) {

@@ -12,6 +12,7 @@ import (
 	"crypto/rand"
 	"crypto/rsa"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"strconv"
@@ -194,7 +195,8 @@ func (i *IdP) UserToken(sub, acr string, age time.Duration) (string, error) {
 //	GET  /.well-known/openid-configuration
 //	GET  /jwks.json
 //	POST /token  (form: sub, acr, auth_age_seconds, scope, client_id, dpop_jkt, x5t_s256, and
-//	              format: jwt (default), opaque or lightweight) -> {"access_token": ...}
+//	              format: jwt (default), opaque or lightweight; optional DPoP proof header,
+//	              RFC 9449 §5, binds the token to its key) -> {"access_token": ..., "token_type": ...}
 //	POST /introspect (RFC 7662, client IntrospectionClientID)
 //
 // A token whose client_id equals its sub is a machine token: it carries
@@ -215,6 +217,7 @@ func (i *IdP) Handler() http.Handler {
 			"introspection_endpoint_auth_methods_supported": []string{"client_secret_basic", "client_secret_post"},
 			"acr_values_supported":                          []string{"aal1", "aal2", "aal3"},
 			"id_token_signing_alg_values_supported":         []string{"RS256", "ES256", "EdDSA"},
+			"dpop_signing_alg_values_supported":             tokenProofAlgorithms(), // RFC 9449 §5.1
 		})
 	})
 	mux.HandleFunc("GET /jwks.json", func(w http.ResponseWriter, r *http.Request) {
@@ -260,7 +263,20 @@ func (i *IdP) Handler() http.Handler {
 		// §6.1), cnf["x5t#S256"] to a client certificate (RFC 8705 §3.1).
 		tokenType := "Bearer"
 		cnf := map[string]any{}
-		if jkt := r.Form.Get("dpop_jkt"); jkt != "" {
+		jkt := r.Form.Get("dpop_jkt")
+		// RFC 9449 §5: a DPoP proof on the token request binds the token to its key.
+		switch proofJKT, err := i.tokenProofJKT(r); {
+		case errors.Is(err, errNoProof):
+		case err != nil:
+			writeOAuthError(w, "invalid_dpop_proof", "DPoP proof: "+err.Error())
+			return
+		case jkt != "" && jkt != proofJKT:
+			writeOAuthError(w, "invalid_dpop_proof", "dpop_jkt is not the thumbprint of the DPoP proof's key")
+			return
+		default:
+			jkt = proofJKT
+		}
+		if jkt != "" {
 			cnf["jkt"] = jkt
 			tokenType = "DPoP"
 		}
