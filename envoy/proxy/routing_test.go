@@ -140,7 +140,7 @@ func TestShippedEnvoyYAML(t *testing.T) {
 			wantChecks: 1,
 			wantHeaders: map[string]string{
 				"Access-Control-Allow-Origin":   origin,
-				"Access-Control-Expose-Headers": "www-authenticate",
+				"Access-Control-Expose-Headers": "www-authenticate, dpop-nonce",
 				"Www-Authenticate":              "Bearer",
 				"Content-Type":                  "application/json",
 			},
@@ -149,12 +149,12 @@ func TestShippedEnvoyYAML(t *testing.T) {
 			name:       "a CORS preflight is answered by the CORS filter without calling ext_authz",
 			method:     http.MethodOptions,
 			target:     "/api/payout-destination",
-			headers:    []string{"Origin: " + origin, "Access-Control-Request-Method: POST", "Access-Control-Request-Headers: authorization"},
+			headers:    []string{"Origin: " + origin, "Access-Control-Request-Method: POST", "Access-Control-Request-Headers: authorization, dpop"},
 			wantStatus: http.StatusOK,
 			wantHeaders: map[string]string{
 				"Access-Control-Allow-Origin":  origin,
 				"Access-Control-Allow-Methods": "GET, POST, DELETE, PUT, OPTIONS",
-				"Access-Control-Allow-Headers": "authorization, content-type",
+				"Access-Control-Allow-Headers": "authorization, content-type, dpop",
 			},
 		},
 		{
