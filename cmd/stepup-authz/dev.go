@@ -45,6 +45,8 @@ type devFlags struct {
 	// then starts no server of its own and points the proxy's stepup_authz
 	// cluster at it.
 	authzAddr string
+	// dpopNonce turns on server nonces for DPoP proofs (dpop.nonce).
+	dpopNonce bool
 }
 
 func newDevCmd() *cobra.Command {
@@ -71,6 +73,7 @@ func newDevCmd() *cobra.Command {
 	fl.StringVar(&f.adminAddr, "admin-addr", "127.0.0.1:9192", "stepup-authz admin HTTP")
 	fl.StringVar(&f.envoyFile, "envoy", "", "Envoy bootstrap to run the proxy on (default: the embedded envoy/envoy.yaml)")
 	fl.StringVar(&f.authzAddr, "authz-addr", "", "a stepup-authz you run yourself (serve): the proxy checks with it, and dev starts no server of its own")
+	fl.BoolVar(&f.dpopNonce, "dpop-nonce", false, "require server nonces in DPoP proofs (dpop.nonce: a proof without one gets 401 use_dpop_nonce and a DPoP-Nonce)")
 	cmd.AddCommand(newDevTokenCmd())
 	return cmd
 }
@@ -85,6 +88,9 @@ func runDev(ctx context.Context, f *devFlags, out, errw io.Writer) error {
 		bootstrap, bootstrapName = b, f.envoyFile
 	}
 	authzAddr := f.grpcAddr
+	if f.authzAddr != "" && f.dpopNonce {
+		return &exitError{code: 1, err: errors.New("--dpop-nonce configures dev's own server; with --authz-addr, set dpop.nonce and dpop.nonce_key_file in your server's config")}
+	}
 	if f.authzAddr != "" {
 		if _, _, err := net.SplitHostPort(f.authzAddr); err != nil {
 			return &exitError{code: 1, err: fmt.Errorf("--authz-addr %q: want host:port, e.g. 127.0.0.1:9291: %v", f.authzAddr, err)}
@@ -148,7 +154,16 @@ func runDev(ctx context.Context, f *devFlags, out, errw io.Writer) error {
 		if err := os.WriteFile(secretPath, []byte(idp.IntrospectionSecret()+"\n"), 0o600); err != nil {
 			return err
 		}
-		if err := os.WriteFile(cfgPath, []byte(devConfig(f, idp.Issuer, secretPath)), 0o600); err != nil {
+		nonceKeyPath := ""
+		if f.dpopNonce {
+			var key [48]byte
+			_, _ = rand.Read(key[:])
+			nonceKeyPath = filepath.Join(dir, "dpop-nonce.key")
+			if err := os.WriteFile(nonceKeyPath, []byte(hex.EncodeToString(key[:])+"\n"), 0o600); err != nil {
+				return err
+			}
+		}
+		if err := os.WriteFile(cfgPath, []byte(devConfig(f, idp.Issuer, secretPath, nonceKeyPath)), 0o600); err != nil {
 			return err
 		}
 		a, err := newApp(cfgPath, config.NewViper(), errFile(errw), map[string]string{"listen.grpc": "--grpc-addr", "listen.admin": "--admin-addr"})
@@ -230,8 +245,14 @@ func serveHTTP(ctx context.Context, lis net.Listener, h http.Handler, errc chan<
 	}
 }
 
-func devConfig(f *devFlags, issuer, secretFile string) string {
-	return fmt.Sprintf(`# stepup-authz dev: policies come from the proxy's route metadata (envoy/envoy.yaml).
+// devConfig is the config of dev's own server; nonceKeyFile, when set, turns
+// on DPoP server nonces keyed by it.
+func devConfig(f *devFlags, issuer, secretFile, nonceKeyFile string) string {
+	dpop := ""
+	if nonceKeyFile != "" {
+		dpop = fmt.Sprintf("# dev --dpop-nonce: DPoP proofs must carry a current server nonce.\ndpop: { nonce: true, nonce_key_file: %q }\n", nonceKeyFile)
+	}
+	return dpop + fmt.Sprintf(`# stepup-authz dev: policies come from the proxy's route metadata (envoy/envoy.yaml).
 listen: { grpc: %q, admin: %q }
 issuers:
   - issuer: %q

@@ -3,25 +3,43 @@
 // (same origin); tokens come from the dev IdP's POST /token, which allows this
 // page's origin by CORS. A <dialog> stands in for the MFA prompt.
 //
+// DPoP mode (?dpop, or the checkbox): the page makes a non-extractable P-256
+// key, asks the dev IdP for tokens bound to it (a DPoP proof on the token
+// request, RFC 9449 §5) and sends every API call with `Authorization: DPoP`
+// and a fresh proof.
+//
 // Compiled by tsc and copied into cmd/stepup-authz/devui/ (npm run devui).
 
+import { createDPoP } from "../src/dpop.js";
+import type { DPoP } from "../src/dpop.js";
 import { createStepUpFetch } from "../src/stepUpFetch.js";
 import type { StepUpPrompt, StepUpResult } from "../src/stepUpFetch.js";
 
 const $ = <T extends HTMLElement>(id: string) => document.getElementById(id) as T;
 const idp = (document.querySelector('meta[name="stepup-dev-idp"]') as HTMLMetaElement).content;
 
+const dpopMode = new URLSearchParams(location.search).has("dpop");
+const dpopSwitch = $<HTMLInputElement>("dpop-mode");
+dpopSwitch.checked = dpopMode;
+// A new mode is a new session: reload with or without ?dpop.
+dpopSwitch.addEventListener("change", () => location.assign(dpopSwitch.checked ? "?dpop" : location.pathname));
+
+let dpop: DPoP | undefined;
 let token: string | undefined;
 let level = "";
 
 /** Asks the dev IdP for a token, as a real IdP would issue one after sign-in or MFA. */
 async function mint(acr: string): Promise<string> {
+  const headers: Record<string, string> = {};
+  if (dpop) headers["DPoP"] = await dpop.proof("POST", `${idp}/token`);
   const res = await fetch(`${idp}/token`, {
     method: "POST",
+    headers,
     body: new URLSearchParams({ sub: "user-1", acr, auth_age_seconds: "0" }),
   });
   if (!res.ok) throw new Error(`dev IdP: ${res.status}`);
-  const body = (await res.json()) as { access_token: string };
+  const body = (await res.json()) as { access_token: string; token_type?: string };
+  if (dpop && body.token_type !== "DPoP") throw new Error(`dev IdP: token_type ${body.token_type}, want DPoP`);
   level = acr;
   showSession();
   return body.access_token;
@@ -62,7 +80,18 @@ function stepUp(prompt: StepUpPrompt): Promise<StepUpResult> {
   });
 }
 
-const stepUpFetch = createStepUpFetch({ getAccessToken, stepUp });
+/** The session: in DPoP mode its key first, then the stepUpFetch that uses it. */
+async function startSession() {
+  if (dpopMode) {
+    dpop = await createDPoP();
+    $("mode").textContent = `Tokens are DPoP-bound to a key this page holds (jkt ${dpop.thumbprint.slice(0, 12)}…).`;
+  } else {
+    $("mode").textContent = "Tokens are bearer tokens.";
+  }
+  return createStepUpFetch(dpop ? { getAccessToken, stepUp, dpop } : { getAccessToken, stepUp });
+}
+
+const session = startSession();
 
 $("change-bank-account").addEventListener("submit", async (e) => {
   e.preventDefault();
@@ -72,6 +101,7 @@ $("change-bank-account").addEventListener("submit", async (e) => {
   status.className = "status";
   status.textContent = "Saving…";
   try {
+    const stepUpFetch = await session;
     const res = await stepUpFetch("/api/payout-destination", {
       method: "POST",
       headers: { "Content-Type": "application/json" },
@@ -89,4 +119,4 @@ $("change-bank-account").addEventListener("submit", async (e) => {
   }
 });
 
-getAccessToken().catch((err) => ($("session").textContent = `Could not sign in: ${err}`));
+session.then(getAccessToken).catch((err) => ($("session").textContent = `Could not sign in: ${err}`));

@@ -8,7 +8,7 @@ import { fileURLToPath } from "node:url";
 
 export const web = join(dirname(fileURLToPath(import.meta.url)), "..");
 export const devui = join(web, "..", "..", "cmd", "stepup-authz", "devui");
-export const files = ["src/challenge.js", "src/stepUpFetch.js", "demo/page.js"];
+export const files = ["src/challenge.js", "src/stepUpFetch.js", "src/dpop.js", "demo/page.js"];
 
 if (process.argv[1] === fileURLToPath(import.meta.url)) {
   for (const f of files) {

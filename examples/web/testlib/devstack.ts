@@ -8,6 +8,7 @@ import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
+import type { DPoP } from "../src/dpop.js";
 
 /** The repository root (this file is examples/web/dist/testlib/devstack.js). */
 export const repoRoot = resolve(dirname(fileURLToPath(import.meta.url)), "..", "..", "..", "..");
@@ -45,13 +46,16 @@ export function buildBinary(): { bin: string; cleanup: () => void } {
   return { bin, cleanup: () => rmSync(dir, { recursive: true, force: true }) };
 }
 
-/** Starts `stepup-authz dev` on free ports and resolves once its banner says it is ready. */
-export async function startDev(bin: string): Promise<DevStack> {
+/**
+ * Starts `stepup-authz dev` on free ports and resolves once its banner says it
+ * is ready. `extraArgs` go to dev as they are (e.g. `--dpop-nonce`).
+ */
+export async function startDev(bin: string, extraArgs: string[] = []): Promise<DevStack> {
   const addrs: Record<string, string> = {};
   for (const flag of ["proxy-addr", "idp-addr", "app-addr", "grpc-addr", "admin-addr"]) {
     addrs[flag] = `127.0.0.1:${await freePort()}`;
   }
-  const args = ["dev", ...Object.entries(addrs).flatMap(([k, v]) => [`--${k}`, v])];
+  const args = ["dev", ...Object.entries(addrs).flatMap(([k, v]) => [`--${k}`, v]), ...extraArgs];
   const child: ChildProcess = spawn(bin, args, { env: env(), stdio: ["ignore", "pipe", "pipe"] });
   let out = "";
   child.stdout!.on("data", (d: Buffer) => (out += d.toString()));
@@ -81,12 +85,21 @@ export async function startDev(bin: string): Promise<DevStack> {
   };
 }
 
-/** Mints a token from the dev IdP over HTTP, as a frontend would get one from its IdP. */
-export async function mint(idp: string, acr: string, authAgeSeconds = 0): Promise<string> {
+/**
+ * Mints a token from the dev IdP over HTTP, as a frontend would get one from
+ * its IdP; with `dpop`, a token bound to its key (a DPoP proof on the token
+ * request, RFC 9449 §5).
+ */
+export async function mint(idp: string, acr: string, authAgeSeconds = 0, dpop?: DPoP): Promise<string> {
+  const headers: Record<string, string> = {};
+  if (dpop) headers["DPoP"] = await dpop.proof("POST", `${idp}/token`);
   const res = await fetch(`${idp}/token`, {
     method: "POST",
+    headers,
     body: new URLSearchParams({ sub: "user-1", acr, auth_age_seconds: String(authAgeSeconds) }),
   });
   if (!res.ok) throw new Error(`dev IdP /token: ${res.status} ${await res.text()}`);
-  return ((await res.json()) as { access_token: string }).access_token;
+  const body = (await res.json()) as { access_token: string; token_type: string };
+  if (body.token_type !== (dpop ? "DPoP" : "Bearer")) throw new Error(`dev IdP /token: token_type ${body.token_type}`);
+  return body.access_token;
 }

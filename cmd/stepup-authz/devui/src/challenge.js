@@ -1,8 +1,15 @@
-// WWW-Authenticate parsing (RFC 9110 §11.6.1) and recognition of the RFC 9470
-// step-up challenge that stepup-authz sends:
+// WWW-Authenticate parsing (RFC 9110 §11.6.1) and recognition of the step-up
+// challenges that stepup-authz sends:
 //
 //   WWW-Authenticate: Bearer error="insufficient_user_authentication",
-//     error_description="...", acr_values="aal2", max_age="300"
+//     error_description="...", acr_values="aal2", max_age="300"          (RFC 9470)
+//   WWW-Authenticate: DPoP error="insufficient_user_authentication", ...,
+//     algs="ES256 ..."                          (the same under DPoP, RFC 9449 §7.1)
+//   WWW-Authenticate: Bearer error="insufficient_claims",
+//     error_description="...", claims="<base64 of JSON>"   (Microsoft Entra's claims challenge)
+//
+// any of them with resource_metadata="<URL>" (RFC 9728 §5.1) when the server
+// publishes protected resource metadata.
 //
 // Grammar (RFC 9110):
 //   WWW-Authenticate = #challenge
@@ -20,6 +27,10 @@
 // - A challenge that repeats a parameter name (RFC 9110: "each parameter name
 //   MUST only occur once per challenge") is ambiguous and dropped; parsing goes
 //   on with the next challenge.
+// - A `claims` value that is not base64 of a JSON object is left out of the
+//   parsed challenge (the challenge itself still counts).
+/** The `error` values that ask the user to authenticate again. */
+export const STEP_UP_ERRORS = ["insufficient_user_authentication", "insufficient_claims"];
 const TCHAR = /[!#$%&'*+\-.^_`|~0-9A-Za-z]/;
 const TOKEN68 = /[A-Za-z0-9\-._~+/]+=*/y; // sticky: matched at lastIndex, no slicing
 function isTchar(c) {
@@ -181,26 +192,70 @@ export function parseWWWAuthenticate(header) {
     return out;
 }
 /**
- * Finds the RFC 9470 step-up challenge in a WWW-Authenticate value: the first
- * `Bearer` challenge whose `error` is `insufficient_user_authentication`.
+ * The Bearer and DPoP challenges of a WWW-Authenticate value, in order, with
+ * their OAuth parameters read out. Other schemes are skipped.
+ */
+export function parseOAuthChallenges(header) {
+    const out = [];
+    for (const ch of parseWWWAuthenticate(header)) {
+        if (ch.scheme !== "bearer" && ch.scheme !== "dpop")
+            continue;
+        const p = ch.params;
+        const o = { scheme: ch.scheme, scope: words(p["scope"]), algs: words(p["algs"]), challenge: ch };
+        if (p["error"] !== undefined)
+            o.error = p["error"];
+        if (p["error_description"] !== undefined)
+            o.errorDescription = p["error_description"];
+        if (p["resource_metadata"] !== undefined)
+            o.resourceMetadata = p["resource_metadata"];
+        out.push(o);
+    }
+    return out;
+}
+/**
+ * Finds the step-up challenge in a WWW-Authenticate value: the first `Bearer`
+ * or `DPoP` challenge whose `error` is `insufficient_user_authentication`
+ * (RFC 9470) or `insufficient_claims` (Entra's claims challenge).
  */
 export function findStepUpChallenge(header) {
-    for (const ch of parseWWWAuthenticate(header)) {
-        if (ch.scheme !== "bearer" || ch.params["error"] !== "insufficient_user_authentication")
+    for (const o of parseOAuthChallenges(header)) {
+        if (o.error === undefined || !STEP_UP_ERRORS.includes(o.error))
             continue;
-        const acr = ch.params["acr_values"];
-        const out = {
-            acrValues: acr ? acr.split(" ").filter((v) => v !== "") : [],
-            challenge: ch,
-        };
-        const maxAge = parseMaxAge(ch.params["max_age"]);
+        const p = o.challenge.params;
+        const out = { ...o, error: o.error, acrValues: words(p["acr_values"]) };
+        const maxAge = parseMaxAge(p["max_age"]);
         if (maxAge !== undefined)
             out.maxAge = maxAge;
-        if (ch.params["error_description"] !== undefined)
-            out.errorDescription = ch.params["error_description"];
+        const claims = decodeClaims(p["claims"]);
+        if (claims !== undefined)
+            out.claims = claims;
         return out;
     }
     return undefined;
+}
+/**
+ * Decodes a claims challenge's `claims`: base64 (RFC 4648 §4; padding optional,
+ * the URL-safe alphabet tolerated) of UTF-8 JSON whose top level is an object.
+ * Undefined for anything else.
+ */
+export function decodeClaims(v) {
+    if (v === undefined || !/^[A-Za-z0-9+/_-]+={0,2}$/.test(v))
+        return undefined;
+    try {
+        const bin = atob(v.replace(/-/g, "+").replace(/_/g, "/").replace(/=+$/, ""));
+        const bytes = Uint8Array.from(bin, (c) => c.charCodeAt(0));
+        const json = new TextDecoder("utf-8", { fatal: true }).decode(bytes);
+        const value = JSON.parse(json);
+        if (value === null || typeof value !== "object" || Array.isArray(value))
+            return undefined;
+        return { json, value: value };
+    }
+    catch {
+        return undefined;
+    }
+}
+function words(v) {
+    return v ? v.split(" ").filter((w) => w !== "") : [];
 }
 /** Non-negative integer seconds from a string or number, else undefined. */
 export function parseMaxAge(v) {

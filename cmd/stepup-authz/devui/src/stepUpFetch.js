@@ -1,75 +1,112 @@
-// stepUpFetch: fetch with a bearer token that turns a step-up denial into one
-// prompt and one retry. Identity-provider neutral: you supply getAccessToken
-// and stepUp; nothing here knows which IdP or SDK is behind them.
-import { findStepUpChallenge, parseMaxAge } from "./challenge.js";
+// stepUpFetch: fetch with a bearer or DPoP-bound token that turns a step-up
+// denial into one prompt and one retry. Identity-provider neutral: you supply
+// getAccessToken and stepUp; nothing here knows which IdP or SDK is behind them.
+import { findStepUpChallenge, parseMaxAge, parseOAuthChallenges } from "./challenge.js";
 /**
- * Sends the request with `Authorization: Bearer <token>`. On a 401 whose JSON
- * body is `{"error":"step_up_required",...}` or whose WWW-Authenticate has a
- * Bearer challenge with `error="insufficient_user_authentication"`, calls
- * stepUp once (shared with concurrent calls) and, on success, retries the
- * request once with the new token. On cancel or failure it returns the
- * original 401 response, unread.
+ * Sends the request with `Authorization: Bearer <token>` (with `dpop`:
+ * `Authorization: DPoP <token>` and a `DPoP` proof). On a 401 whose JSON body
+ * is `{"error":"step_up_required",...}` or whose WWW-Authenticate has a Bearer
+ * or DPoP challenge with `error="insufficient_user_authentication"` (or
+ * Entra's `insufficient_claims`), calls stepUp once (shared with concurrent
+ * calls) and, on success, retries the request once with the new token. On
+ * cancel or failure it returns the original 401 response, unread.
+ *
+ * With `dpop`, every response's `DPoP-Nonce` is remembered for its origin and
+ * goes into the next proof; a 401 `DPoP error="use_dpop_nonce"` that carries a
+ * `DPoP-Nonce` is retried once with a proof holding it (RFC 9449 §9), before
+ * and after a step-up.
  *
  * Bodies are replayable: a Request is cloned, and a ReadableStream body is
- * tee()'d, before the first send. While the first send reads a stream, the
- * spare copy buffers it in memory until the response shows whether a retry is
- * needed; then it is sent or released. Strings, Blobs, ArrayBuffers, FormData
- * and URLSearchParams are reused as they are.
+ * tee()'d, before each send. While a send reads a stream, the spare copy
+ * buffers it in memory until the response shows whether a retry is needed;
+ * then it is sent or released. Strings, Blobs, ArrayBuffers, FormData and
+ * URLSearchParams are reused as they are.
  */
 export async function stepUpFetch(input, init, options) {
     const doFetch = options.fetch ?? globalThis.fetch;
     const coord = coordinatorFor(options.stepUp);
+    const target = describe(input, init);
     // Keep a second copy of the body before anything reads the first.
-    let firstInput = input;
-    let spareInput = input;
-    let firstInit = init;
-    let spareInit = init;
-    if (typeof Request !== "undefined" && input instanceof Request) {
-        spareInput = input.clone();
-    }
-    if (init?.body && typeof ReadableStream !== "undefined" && init.body instanceof ReadableStream) {
-        const [a, b] = init.body.tee();
-        firstInit = { ...init, body: a };
-        spareInit = { ...init, body: b };
-    }
-    const release = () => {
-        if (spareInput !== input && spareInput instanceof Request)
-            void spareInput.body?.cancel().catch(() => { });
-        if (spareInit !== init && spareInit?.body instanceof ReadableStream)
-            void spareInit.body.cancel().catch(() => { });
-    };
-    const generation = coord.generation;
-    let first;
+    const bodies = new ReplayableBody(input, init);
     try {
-        first = await send(doFetch, firstInput, firstInit, await options.getAccessToken());
-    }
-    catch (e) {
-        release();
-        throw e;
-    }
-    const requirement = await stepUpRequirement(first);
-    if (!requirement) {
-        release();
-        return first;
-    }
-    let token;
-    if (coord.generation !== generation) {
-        // A step-up finished while this request was on its way: the token it was
-        // sent with is stale. Retry with the current one rather than prompting again.
-        token = await options.getAccessToken();
-    }
-    else {
-        const prompt = { ...requirement, request: describe(input, init) };
-        if (init?.signal)
-            prompt.signal = init.signal;
-        const result = await coord.run(requirementKey(requirement), () => options.stepUp(prompt));
-        if (result.kind !== "success") {
-            release();
+        // One send with token, and with DPoP at most one more with the nonce the
+        // server asked for (RFC 9449 §9: 401 use_dpop_nonce with a DPoP-Nonce).
+        const sendWith = async (token) => {
+            const once = async () => {
+                const [i, ini] = bodies.take();
+                const res = await send(doFetch, i, ini, token, options.dpop, target);
+                options.dpop?.rememberNonce(target.url, res);
+                return res;
+            };
+            const res = await once();
+            if (!options.dpop || !token || !asksForNonce(res))
+                return res;
+            void res.body?.cancel().catch(() => { });
+            return once();
+        };
+        const generation = coord.generation;
+        const first = await sendWith(await options.getAccessToken());
+        const requirement = await stepUpRequirement(first);
+        if (!requirement)
             return first;
+        let token;
+        if (coord.generation !== generation) {
+            // A step-up finished while this request was on its way: the token it was
+            // sent with is stale. Retry with the current one rather than prompting again.
+            token = await options.getAccessToken();
         }
-        token = result.accessToken ?? (await options.getAccessToken());
+        else {
+            const prompt = { ...requirement, request: { url: target.url, method: target.method } };
+            if (init?.signal)
+                prompt.signal = init.signal;
+            const result = await coord.run(requirementKey(requirement), () => options.stepUp(prompt));
+            if (result.kind !== "success")
+                return first;
+            token = result.accessToken ?? (await options.getAccessToken());
+        }
+        return await sendWith(token);
     }
-    return send(doFetch, spareInput, spareInit, token);
+    finally {
+        bodies.release();
+    }
+}
+/**
+ * The body of one request, sendable more than once: each take() hands out a
+ * copy and keeps another (a Request is cloned, a ReadableStream tee()'d) until
+ * release() drops the spare.
+ */
+class ReplayableBody {
+    input;
+    init;
+    constructor(input, init) {
+        this.input = input;
+        this.init = init;
+    }
+    take() {
+        let input = this.input;
+        let init = this.init;
+        if (typeof Request !== "undefined" && input instanceof Request) {
+            this.input = input.clone();
+        }
+        if (init?.body && typeof ReadableStream !== "undefined" && init.body instanceof ReadableStream) {
+            const [a, b] = init.body.tee();
+            init = { ...init, body: a };
+            this.init = { ...init, body: b };
+        }
+        return [input, init];
+    }
+    release() {
+        if (typeof Request !== "undefined" && this.input instanceof Request)
+            void this.input.body?.cancel().catch(() => { });
+        if (typeof ReadableStream !== "undefined" && this.init?.body instanceof ReadableStream)
+            void this.init.body.cancel().catch(() => { });
+    }
+}
+/** A 401 whose DPoP challenge says use_dpop_nonce, with the nonce to use (RFC 9449 §9). */
+function asksForNonce(res) {
+    if (res.status !== 401 || !res.headers.get("dpop-nonce"))
+        return false;
+    return parseOAuthChallenges(res.headers.get("www-authenticate")).some((c) => c.scheme === "dpop" && c.error === "use_dpop_nonce");
 }
 /** stepUpFetch with its options bound: a drop-in for fetch. */
 export function createStepUpFetch(options) {
@@ -110,13 +147,23 @@ export async function stepUpRequirement(res) {
         req.maxAge = maxAge;
     if (challenge?.errorDescription !== undefined)
         req.errorDescription = challenge.errorDescription;
+    if (challenge?.claims !== undefined)
+        req.claims = challenge.claims;
+    if (challenge?.resourceMetadata !== undefined)
+        req.resourceMetadata = challenge.resourceMetadata;
     return req;
 }
-function send(doFetch, input, init, token) {
+async function send(doFetch, input, init, token, dpop, target) {
     const base = init?.headers ?? (typeof Request !== "undefined" && input instanceof Request ? input.headers : undefined);
     const headers = new Headers(base);
-    if (token)
+    if (token && dpop) {
+        // RFC 9449 §7.1: the DPoP scheme, and a proof for this very request bound to the token (ath).
+        headers.set("Authorization", `DPoP ${token}`);
+        headers.set("DPoP", await dpop.proof(target.method, target.url, { accessToken: token }));
+    }
+    else if (token) {
         headers.set("Authorization", `Bearer ${token}`);
+    }
     return doFetch(input, { ...init, headers });
 }
 function describe(input, init) {
@@ -126,7 +173,7 @@ function describe(input, init) {
     return { url: String(input), method: (init?.method ?? "GET").toUpperCase() };
 }
 function requirementKey(r) {
-    return JSON.stringify([r.requiredAcr ?? null, r.acrValues, r.maxAge ?? null]);
+    return JSON.stringify([r.requiredAcr ?? null, r.acrValues, r.maxAge ?? null, r.claims?.json ?? null]);
 }
 /**
  * One per stepUp function: the prompt in flight, and a count of successful
