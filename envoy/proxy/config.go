@@ -260,11 +260,13 @@ func (p *Proxy) buildListener(path string, l *listenerv3.Listener) error {
 		return unsupported(join(path, "filter_chains"), fmt.Sprintf("exactly one filter chain is supported, found %d", len(fcs)))
 	}
 	fcp := join(path, "filter_chains[0]")
-	if fcs[0].GetTransportSocket() != nil {
-		return unsupported(join(fcp, "transport_socket"), "TLS listeners are not implemented")
-	}
-	if err := only(fcp, fcs[0], "filters", "name"); err != nil {
+	if err := only(fcp, fcs[0], "filters", "name", "transport_socket"); err != nil {
 		return err
+	}
+	if ts := fcs[0].GetTransportSocket(); ts != nil {
+		if p.tls, err = buildListenerTLS(join(fcp, "transport_socket"), ts); err != nil {
+			return err
+		}
 	}
 	fs := fcs[0].GetFilters()
 	if len(fs) != 1 {
@@ -295,7 +297,9 @@ type hcmConfig struct {
 	normalize, merge  bool
 	escaped           hcmv3.HttpConnectionManager_PathWithEscapedSlashesAction
 	useRemoteAddress  bool
+	xffTrustedHops    uint32
 	skipXffAppend     bool
+	xfcc              xfccConfig
 	generateRequestID bool
 	serverName        string
 	serverTransform   hcmv3.HttpConnectionManager_ServerHeaderTransformation
@@ -332,7 +336,8 @@ func (p *Proxy) buildHCM(path string, h *hcmv3.HttpConnectionManager) (*hcmConfi
 		return nil, unsupported(join(path, "scoped_routes"), "use an inline route_config")
 	}
 	if err := only(path, h, "codec_type", "stat_prefix", "route_config", "http_filters", "normalize_path", "merge_slashes",
-		"path_with_escaped_slashes_action", "access_log", "use_remote_address", "skip_xff_append", "generate_request_id",
+		"path_with_escaped_slashes_action", "access_log", "use_remote_address", "xff_num_trusted_hops", "skip_xff_append", "generate_request_id",
+		"forward_client_cert_details", "set_current_client_cert_details",
 		"server_name", "server_header_transformation", "strip_any_host_port", "strip_matching_host_port",
 		// Timeouts do not change what a request or an authorization server sees.
 		"stream_idle_timeout", "request_timeout", "request_headers_timeout", "drain_timeout", "delayed_close_timeout",
@@ -349,12 +354,17 @@ func (p *Proxy) buildHCM(path string, h *hcmv3.HttpConnectionManager) (*hcmConfi
 		merge:             h.GetMergeSlashes(),
 		escaped:           h.GetPathWithEscapedSlashesAction(),
 		useRemoteAddress:  h.GetUseRemoteAddress().GetValue(),
+		xffTrustedHops:    h.GetXffNumTrustedHops(),
 		skipXffAppend:     h.GetSkipXffAppend(),
 		generateRequestID: h.GetGenerateRequestId() == nil || h.GetGenerateRequestId().GetValue(),
 		serverName:        h.GetServerName(),
 		serverTransform:   h.GetServerHeaderTransformation(),
 		stripAnyPort:      h.GetStripAnyHostPort(),
 		stripMatchingPort: h.GetStripMatchingHostPort(),
+	}
+	var err error
+	if c.xfcc, err = buildXFCC(path, h); err != nil {
+		return nil, err
 	}
 	if c.serverName == "" {
 		c.serverName = "envoy" // HttpConnectionManager.server_name: 'defaults to "envoy"'

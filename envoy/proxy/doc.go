@@ -4,8 +4,10 @@
 //
 // It reads the same bootstrap YAML as Envoy (loaded strictly with
 // envoy.ValidateBootstrap) and implements exactly the subset of Envoy that the
-// shipped stepup-authz YAMLs use: one listener with one HTTP connection manager
-// and an inline route_config; path normalisation; virtual host and route
+// shipped stepup-authz YAMLs use: one listener (plaintext, or TLS with an
+// optional client certificate) with one HTTP connection manager and an inline
+// route_config; x-forwarded-proto and x-forwarded-client-cert as the
+// connection manager sets them; path normalisation; virtual host and route
 // matching; the CORS, jwt_authn, ext_authz (gRPC service) and router HTTP
 // filters; STATIC/STRICT_DNS/LOGICAL_DNS clusters (first endpoint only); and
 // text access logs. Any other field that would change behaviour makes New fail

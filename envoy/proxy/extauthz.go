@@ -52,6 +52,8 @@ type extAuthzFilter struct {
 	routeTypedMetadataNS      []string
 	allowed, disallowed       listMatcher
 	encodeRaw                 bool
+	includePeerCert           bool
+	includeTLSSession         bool
 	clearRouteCache           bool
 	validateMutations         bool
 	ingestMetadata            bool
@@ -73,8 +75,7 @@ func (p *Proxy) buildExtAuthz(path, name string, c *extauthzv3.ExtAuthz) (*extAu
 		"route_metadata_context_namespaces", "route_typed_metadata_context_namespaces", "allowed_headers",
 		"disallowed_headers", "encode_raw_headers", "clear_route_cache", "validate_mutations",
 		"enable_dynamic_metadata_ingestion", "max_denied_response_body_bytes",
-		// Without downstream TLS there is no certificate or SNI to include
-		// (AttributeContext.source.certificate, tls_session).
+		// source.certificate and tls_session.sni, on a TLS listener.
 		"include_peer_certificate", "include_tls_session",
 		// Stats, logging and tracing only.
 		"stat_prefix", "charge_cluster_response_stats", "emit_filter_state_stats", "filter_metadata", "emit_client_span"); err != nil {
@@ -119,6 +120,8 @@ func (p *Proxy) buildExtAuthz(path, name string, c *extauthzv3.ExtAuthz) (*extAu
 		routeMetadataNS:           c.GetRouteMetadataContextNamespaces(),
 		routeTypedMetadataNS:      c.GetRouteTypedMetadataContextNamespaces(),
 		encodeRaw:                 c.GetEncodeRawHeaders(),
+		includePeerCert:           c.GetIncludePeerCertificate(),
+		includeTLSSession:         c.GetIncludeTlsSession(),
 		clearRouteCache:           c.GetClearRouteCache(),
 		validateMutations:         c.GetValidateMutations(),
 		ingestMetadata:            c.GetEnableDynamicMetadataIngestion() == nil || c.GetEnableDynamicMetadataIngestion().GetValue(),
@@ -567,6 +570,23 @@ func (f *extAuthzFilter) checkRequest(s *stream, ce map[string]string) *authv3.C
 		ContextExtensions:    ce,
 		MetadataContext:      &corev3.Metadata{},
 		RouteMetadataContext: &corev3.Metadata{},
+	}
+	// CheckRequestUtils::setAttrContextPeer: on a TLS connection the principals
+	// come from the certificates; source.certificate is the URL-encoded PEM of
+	// the client's leaf only (never the chain), and only with
+	// include_peer_certificate (ENVOY.md, December facts §3).
+	if st := s.tls; st != nil {
+		attrs.Destination.Principal = principal(s.p.tls.local)
+		if len(st.PeerCertificates) > 0 {
+			leaf := st.PeerCertificates[0]
+			attrs.Source.Principal = principal(leaf)
+			if f.includePeerCert {
+				attrs.Source.Certificate = urlEncodedPEM(leaf)
+			}
+		}
+		if f.includeTLSSession {
+			attrs.TlsSession = &authv3.AttributeContext_TLSSession{Sni: st.ServerName}
+		}
 	}
 	// metadata_context: dynamic metadata of earlier filters (jwt_authn), for the
 	// listed namespaces only.

@@ -82,6 +82,7 @@ type config struct {
 	filters  L // before the router
 	vhosts   L
 	clusters map[string]M // merged into the named cluster
+	tls      M            // the filter chain's transport_socket (a TLS listener)
 }
 
 func (c config) yaml(t *testing.T) []byte {
@@ -112,11 +113,15 @@ func (c config) yaml(t *testing.T) []byte {
 		}
 		return cl
 	}
+	chain := M{"filters": L{M{"name": "envoy.filters.network.http_connection_manager", "typed_config": hcm}}}
+	if c.tls != nil {
+		chain["transport_socket"] = c.tls
+	}
 	b := M{"static_resources": M{
 		"listeners": L{M{
 			"name":          "ingress",
 			"address":       M{"socket_address": M{"address": "127.0.0.1", "port_value": 8000}},
-			"filter_chains": L{M{"filters": L{M{"name": "envoy.filters.network.http_connection_manager", "typed_config": hcm}}}},
+			"filter_chains": L{chain},
 		}},
 		"clusters": L{cluster("authz", true), cluster("app", false), cluster("idp", false)},
 	}}

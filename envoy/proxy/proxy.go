@@ -3,6 +3,8 @@ package proxy
 import (
 	"context"
 	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -10,6 +12,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -42,6 +45,7 @@ type Proxy struct {
 	listenAddr string
 	clusters   map[string]*cluster
 	hcm        *hcmConfig
+	tls        *listenerTLS // nil: a plaintext listener
 	warned     sync.Map
 
 	grpcConns  map[string]*grpc.ClientConn // by cluster name
@@ -122,10 +126,17 @@ func (p *Proxy) Serve(ctx context.Context, ln net.Listener) error {
 		ReadHeaderTimeout: 30 * time.Second,
 		ErrorLog:          slog.NewLogLogger(p.log.Handler(), slog.LevelWarn),
 	}
-	if p.hcm.acceptH2C {
+	srv.Protocols = new(http.Protocols)
+	srv.Protocols.SetHTTP1(true)
+	switch {
+	case p.tls != nil:
+		// Over TLS, HTTP/2 is what ALPN negotiates, and only when the
+		// listener offers h2 (common_tls_context.alpn_protocols).
+		srv.Protocols.SetHTTP2(p.hcm.acceptH2C && slices.Contains(p.tls.config.NextProtos, "h2"))
+		srv.TLSConfig = p.tls.config.Clone()
+		ln = tls.NewListener(ln, srv.TLSConfig)
+	case p.hcm.acceptH2C:
 		// codec_type AUTO also accepts HTTP/2 with prior knowledge.
-		srv.Protocols = new(http.Protocols)
-		srv.Protocols.SetHTTP1(true)
 		srv.Protocols.SetUnencryptedHTTP2(true)
 	}
 	p.mu.Lock()
@@ -187,6 +198,7 @@ type stream struct {
 	protocol string
 	remote   net.Addr
 	local    net.Addr
+	tls      *tls.ConnectionState // nil on a plaintext listener
 
 	body     *countingReader
 	headers  *headerMap // request headers, pseudo-headers first
@@ -271,6 +283,7 @@ func (p *Proxy) serveHTTP(w http.ResponseWriter, r *http.Request) {
 		start:    time.Now(),
 		protocol: protocolString(r),
 		remote:   addrOf(r.RemoteAddr),
+		tls:      r.TLS,
 	}
 	if la, ok := r.Context().Value(http.LocalAddrContextKey).(net.Addr); ok {
 		s.local = la
@@ -348,10 +361,6 @@ func (p *Proxy) prepareRequest(s *stream) *localReply {
 	hm.add(":authority", r.Host)
 	hm.add(":path", path)
 	hm.add(":method", r.Method)
-	// x-forwarded-proto and :scheme: with xff_num_trusted_hops 0 both are set
-	// from the downstream connection, plaintext here (HCM headers docs,
-	// x-forwarded-proto).
-	hm.add(":scheme", "http")
 	reg := r.Header.Clone()
 	// Connection-specific headers, and x-envoy-internal which only Envoy may
 	// set, are removed before filters run
@@ -368,9 +377,39 @@ func (p *Proxy) prepareRequest(s *stream) *localReply {
 			}
 		}
 	}
-	reg.Set("X-Forwarded-Proto", "http")
+	// x-forwarded-proto and :scheme, as ConnectionManagerUtility::mutateRequestHeaders
+	// (source/common/http/conn_manager_utility.cc) sets them before any filter
+	// runs. An edge proxy (use_remote_address: true) with no trusted hops
+	// overwrites a client's x-forwarded-proto with the downstream connection's
+	// scheme ("If the prior hop is not a trusted proxy, overwrite any
+	// x-forwarded-proto value it set as untrusted"); with xff_num_trusted_hops
+	// > 0, or without use_remote_address, a value the previous hop sent is
+	// kept; an absent one is always set from the connection. DPoP's htu and the
+	// RFC 9728 resource are built from this header (CONTRACT.md), so this is
+	// what decides whether a client can choose the scheme its proof names.
+	connScheme := "http"
+	if s.tls != nil {
+		connScheme = "https"
+	}
+	if len(reg.Values("X-Forwarded-Proto")) == 0 || h.useRemoteAddress && h.xffTrustedHops == 0 {
+		reg.Set("X-Forwarded-Proto", connScheme)
+	}
+	// :scheme is absent from HTTP/1 requests: it comes from x-forwarded-proto
+	// when that is a valid scheme, else from the connection (getScheme in the
+	// same file). HTTP/2 clients send their own :scheme, which Go's server
+	// does not expose; the same rule stands in for it.
+	scheme := connScheme
+	if xfp := reg.Get("X-Forwarded-Proto"); strings.EqualFold(xfp, "http") || strings.EqualFold(xfp, "https") {
+		scheme = xfp
+	}
+	hm.add(":scheme", scheme)
 	hm.fromHTTPHeader(reg)
 	s.headers = hm
+	var local *x509.Certificate
+	if p.tls != nil {
+		local = p.tls.local
+	}
+	h.xfcc.mutate(hm, s.tls, local)
 
 	if h.useRemoteAddress && !h.skipXffAppend && s.remote != nil {
 		// XFF is appended only with use_remote_address (HCM headers docs,
