@@ -301,11 +301,11 @@ func TestTLSListener(t *testing.T) {
 // from the connection.
 func TestForwardedProto(t *testing.T) {
 	tests := []struct {
-		name     string
-		hcm      M
-		sent     string // the client's x-forwarded-proto; "" sends none
-		want     string
-		wantXFF  bool
+		name    string
+		hcm     M
+		sent    string // the client's x-forwarded-proto; "" sends none
+		want    string
+		wantXFF bool
 	}{
 		{"an edge proxy overwrites a client's https over plain http", M{"use_remote_address": true}, "https", "http", true},
 		{"an edge proxy sets http when the client sent nothing", M{"use_remote_address": true}, "", "http", true},
