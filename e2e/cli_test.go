@@ -218,7 +218,7 @@ issuers:
   - issuer: "https://idp.example.com"
     audiences: ["https://api.example.com"]
 `)
-	shipped := []string{"../envoy/envoy.yaml", "../envoy/envoy-context-extensions.yaml", "../envoy/envoy-jwt-authn.yaml"}
+	shipped := []string{"../envoy/envoy.yaml", "../envoy/envoy-context-extensions.yaml", "../envoy/envoy-jwt-authn.yaml", "../envoy/envoy-mtls.yaml"}
 	args := []string{"validate", "--config", cfg}
 	for _, f := range shipped {
 		args = append(args, "--envoy", f)

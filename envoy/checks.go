@@ -95,7 +95,7 @@ func unpack(a *anypb.Any) proto.Message {
 func (c *checker) filterChain(path string, fc *listenerv3.FilterChain) {
 	for k, f := range fc.GetFilters() {
 		if hcm, ok := unpack(f.GetTypedConfig()).(*hcmv3.HttpConnectionManager); ok {
-			c.hcm(field(index(field(path, "filters"), k), "typed_config"), hcm)
+			c.hcm(field(index(field(path, "filters"), k), "typed_config"), hcm, fc.GetTransportSocket() != nil)
 		}
 	}
 }
@@ -110,7 +110,7 @@ type authzFilter struct {
 	disabledByDefault bool
 }
 
-func (c *checker) hcm(path string, h *hcmv3.HttpConnectionManager) {
+func (c *checker) hcm(path string, h *hcmv3.HttpConnectionManager, tls bool) {
 	filters := h.GetHttpFilters()
 	names := make(map[string]bool, len(filters))
 	var filterNames []string
@@ -154,6 +154,37 @@ func (c *checker) hcm(path string, h *hcmv3.HttpConnectionManager) {
 
 	for _, f := range authz {
 		c.metadataNamespaces(f, rs.withMetadata)
+	}
+	c.clientCertificates(path, h, tls, authz, rs.needCertificate)
+}
+
+// clientCertificates: a certificate-bound token (RFC 8705) passes only when
+// stepup-authz sees the client's certificate, which Envoy sends as
+// attributes.source.certificate (include_peer_certificate) or in
+// x-forwarded-client-cert, and only for a TLS connection it terminates itself
+// (CheckRequestUtils::setAttrContextPeer, mutateXfccRequestHeader).
+func (c *checker) clientCertificates(path string, h *hcmv3.HttpConnectionManager, tls bool, authz []authzFilter, needCert []string) {
+	peer := false
+	for _, f := range authz {
+		if !f.cfg.GetIncludePeerCertificate() {
+			continue
+		}
+		peer = true
+		if !tls {
+			c.add(field(f.path, "include_peer_certificate"), "is true, but this filter chain has no TLS transport_socket: Envoy fills attributes.source.certificate only for a TLS connection it terminates, so certificate-bound tokens never pass here (see envoy-mtls.yaml)")
+		}
+	}
+	if len(needCert) == 0 || peer {
+		return
+	}
+	mode := h.GetForwardClientCertDetails()
+	if mode == hcmv3.HttpConnectionManager_ALWAYS_FORWARD_ONLY {
+		return // a hop in front (a load balancer that terminates TLS) may write the header
+	}
+	xfcc := (mode == hcmv3.HttpConnectionManager_SANITIZE_SET || mode == hcmv3.HttpConnectionManager_APPEND_FORWARD) &&
+		h.GetSetCurrentClientCertDetails().GetCert()
+	if !xfcc || !tls {
+		c.add(path, "routes %s require sender_constraint: mtls, but no client certificate reaches stepup-authz: set include_peer_certificate: true on the ext_authz filter of a TLS listener (or forward_client_cert_details: SANITIZE_SET with set_current_client_cert_details: {cert: true} and mtls.certificate_from: xfcc)", quoteList(needCert))
 	}
 }
 
@@ -296,6 +327,8 @@ type routeScan struct {
 	authz       []authzFilter
 	// withMetadata lists the routes carrying filter_metadata[namespace].
 	withMetadata []string
+	// needCertificate lists the routes whose metadata says sender_constraint: mtls.
+	needCertificate []string
 }
 
 func (rs *routeScan) routeConfig(path string, rc *routev3.RouteConfiguration) {
@@ -335,6 +368,9 @@ func (rs *routeScan) route(path string, r *routev3.Route, vh *routev3.VirtualHos
 	mdPath := key(field(path, "metadata.filter_metadata"), c.ns)
 	if hasPolicy {
 		rs.withMetadata = append(rs.withMetadata, routeLabel(r, path))
+		if md.GetFields()["sender_constraint"].GetStringValue() == "mtls" {
+			rs.needCertificate = append(rs.needCertificate, routeLabel(r, path))
+		}
 		if c.opts.CheckPolicy != nil {
 			if err := c.opts.CheckPolicy(md.AsMap()); err != nil {
 				c.add(mdPath, "%s%v", label, err)

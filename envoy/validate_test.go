@@ -17,7 +17,7 @@ import (
 var update = flag.Bool("update", false, "rewrite testdata/*.golden from the current output")
 
 // shipped are the bootstraps users copy; each must validate with no problem.
-var shipped = []string{"envoy.yaml", "envoy-context-extensions.yaml", "envoy-jwt-authn.yaml"}
+var shipped = []string{"envoy.yaml", "envoy-context-extensions.yaml", "envoy-jwt-authn.yaml", "envoy-mtls.yaml"}
 
 // edit is one exact-once string replacement in a shipped file.
 type edit struct{ old, new string }
@@ -93,6 +93,37 @@ var broken = []struct {
 	{"context-extensions-key-not-a-filter-name", "envoy-context-extensions.yaml", []edit{{"envoy.filters.http.ext_authz:\n                    \"@type\": type.googleapis.com/envoy.extensions.filters.http.ext_authz.v3.ExtAuthzPerRoute\n                    check_settings:\n                      context_extensions:\n                        name: delete-account", "envoy.filters.http.ext_authz.v3:\n                    \"@type\": type.googleapis.com/envoy.extensions.filters.http.ext_authz.v3.ExtAuthzPerRoute\n                    check_settings:\n                      context_extensions:\n                        name: delete-account"}}},
 	{"jwt-authn-forward-false", "envoy-jwt-authn.yaml", []edit{{"forward: true   ", "forward: false  "}}},
 	{"jwt-authn-unknown-jwks-cluster", "envoy-jwt-authn.yaml", []edit{{"cluster: idp_jwks", "cluster: idp"}}},
+
+	// Certificate-bound tokens need the client's certificate at stepup-authz.
+	{"mtls-without-peer-certificate", "envoy-mtls.yaml", []edit{{"              include_peer_certificate: true\n", ""}}},
+	{"mtls-peer-certificate-on-plaintext-listener", "envoy-mtls.yaml", []edit{{`    - transport_socket:
+        name: envoy.transport_sockets.tls
+        typed_config:
+          "@type": type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext
+          # Ask every client for a certificate, but do not require one: a
+          # browser or a DPoP client without a certificate still gets an answer
+          # from stepup-authz (a 401 with its challenge on a route that needs a
+          # certificate-bound token) instead of a failed handshake.
+          require_client_certificate: false
+          common_tls_context:
+            alpn_protocols: ["h2", "http/1.1"]
+            tls_certificates:
+            - certificate_chain: { filename: /etc/envoy/tls/server.crt }
+              private_key: { filename: /etc/envoy/tls/server.key }
+            # A certificate that is presented must chain to this CA. Clients
+            # with self-signed certificates (RFC 8705 §2.2, the token's
+            # thumbprint is what binds them) need
+            # trust_chain_verification: ACCEPT_UNTRUSTED instead.
+            validation_context:
+              trusted_ca: { filename: /etc/envoy/tls/client-ca.crt }
+      filters:
+`, "    - filters:\n"}}},
+	{"mtls-misspelled-tls-field", "envoy-mtls.yaml", []edit{{"require_client_certificate: false", "require_client_certificates: false"}}},
+	{"mtls-unknown-sender-constraint", "envoy-mtls.yaml", []edit{{"sender_constraint: mtls", "sender_constraint: tls"}}},
+	{"mtls-xfcc-without-cert", "envoy-mtls.yaml", []edit{
+		{"              include_peer_certificate: true\n", ""},
+		{"forward_client_cert_details: SANITIZE\n", "forward_client_cert_details: SANITIZE_SET\n"},
+	}},
 }
 
 // checkPolicy stands in for the lead's policy.ParseMetadata with acr_levels
@@ -148,6 +179,10 @@ func checkPolicyField(k string, v any) error {
 			}
 		default:
 			return fmt.Errorf("max_age: %v is neither seconds nor a duration", v)
+		}
+	case "sender_constraint":
+		if s, _ := v.(string); !slices.Contains([]string{"", "dpop", "mtls", "any"}, s) {
+			return fmt.Errorf("sender_constraint: %v is not one of dpop, mtls, any", v)
 		}
 	case "mode", "name", "machine_scopes":
 	default:

@@ -1,6 +1,8 @@
 package proxy
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -50,6 +52,7 @@ var knownOperators = map[string]bool{
 	"BYTES_RECEIVED": true, "BYTES_SENT": true, "UPSTREAM_HOST": true, "UPSTREAM_CLUSTER": true,
 	"DOWNSTREAM_REMOTE_ADDRESS": true, "DOWNSTREAM_REMOTE_ADDRESS_WITHOUT_PORT": true,
 	"DOWNSTREAM_LOCAL_ADDRESS": true, "DYNAMIC_METADATA": true, "STREAM_ID": true,
+	"DOWNSTREAM_PEER_FINGERPRINT_256": true,
 }
 
 func (p *Proxy) buildAccessLog(path string, al *accesslogv3.AccessLog) (*accessLogger, error) {
@@ -236,6 +239,14 @@ func (pt logPart) value(s *stream, now time.Time) string {
 		return s.local.String()
 	case "STREAM_ID":
 		return strconv.FormatUint(s.id, 10)
+	case "DOWNSTREAM_PEER_FINGERPRINT_256":
+		// The hex SHA-256 of the client certificate's DER
+		// (sha256PeerCertificateDigest), "-" without one.
+		if s.tls == nil || len(s.tls.PeerCertificates) == 0 {
+			return "-"
+		}
+		sum := sha256.Sum256(s.tls.PeerCertificates[0].Raw)
+		return hex.EncodeToString(sum[:])
 	case "DYNAMIC_METADATA":
 		return dynamicMetadata(s, pt.arg)
 	}
