@@ -79,6 +79,7 @@ func NewEngine(cfg *config.Config, keys *token.KeySets, opts EngineOptions) (*En
 			// Envoy's jwt_authn stores payloads under its payload_in_metadata name.
 			EnvoyPayloadKey: iss.JWTAuthnPayload,
 			Introspection:   introspectionConfig(iss.Introspection),
+			ClaimNames:      iss.ClaimNames,
 		})
 		r := iss.Rules()
 		rules[iss.Issuer] = &r

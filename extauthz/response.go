@@ -222,6 +222,7 @@ func setsHeader(hs []*corev3.HeaderValueOption, name string) bool {
 // stepUpKey is everything a step-up denial's wire form depends on.
 type stepUpKey struct {
 	stronger          bool // the description: stronger, or more recent
+	entra             bool // the challenge is Entra ID's claims challenge
 	acr, challenge    string
 	maxAge            int64
 	hasACR, hasMaxAge bool
@@ -239,6 +240,7 @@ func stepUpResponse(d *policy.Decision, rules *policy.IssuerRules, remembered *s
 	k := stepUpKey{stronger: stepUpDescription(d.Reason) == stronger, hasACR: p.RequiredACR != "", hasMaxAge: p.HasMaxAge}
 	if k.hasACR {
 		k.acr, k.challenge = p.RequiredACR, rules.ChallengeACR(p.RequiredACR)
+		k.entra = rules.Challenge == policy.ChallengeEntra
 	}
 	if k.hasMaxAge {
 		k.maxAge = int64(p.MaxAge.Seconds())
@@ -260,21 +262,27 @@ func buildStepUp(d *policy.Decision, rules *policy.IssuerRules) *authv3.DeniedHt
 	p := &d.Policy
 	var body, challenge strings.Builder
 	body.WriteString(`{"error":"step_up_required"`)
+	if p.RequiredACR != "" {
+		// required_acr and acr levels are checked header-safe when parsed.
+		body.WriteString(`,"required_acr":"` + p.RequiredACR + `"`)
+	}
+	if p.HasMaxAge {
+		body.WriteString(`,"max_age":` + strconv.FormatInt(int64(p.MaxAge.Seconds()), 10))
+	}
+	body.WriteString("}")
+	if rules.Challenge == policy.ChallengeEntra && p.RequiredACR != "" {
+		return denied(typev3.StatusCode_Unauthorized, body.String(), entraChallenge(d.Reason, rules.ChallengeACR(p.RequiredACR)))
+	}
 	challenge.WriteString(`Bearer error="insufficient_user_authentication", error_description="`)
 	challenge.WriteString(stepUpDescription(d.Reason))
 	challenge.WriteByte('"')
 	if p.RequiredACR != "" {
-		// required_acr and acr levels are checked header-safe when parsed.
-		body.WriteString(`,"required_acr":"` + p.RequiredACR + `"`)
 		// RFC 9470 §3: acr_values is what the client sends to the IdP.
 		challenge.WriteString(`, acr_values="` + rules.ChallengeACR(p.RequiredACR) + `"`)
 	}
 	if p.HasMaxAge {
-		secs := strconv.FormatInt(int64(p.MaxAge.Seconds()), 10)
-		body.WriteString(`,"max_age":` + secs)
-		challenge.WriteString(`, max_age="` + secs + `"`)
+		challenge.WriteString(`, max_age="` + strconv.FormatInt(int64(p.MaxAge.Seconds()), 10) + `"`)
 	}
-	body.WriteString("}")
 	return denied(typev3.StatusCode_Unauthorized, body.String(), challenge.String())
 }
 

@@ -57,12 +57,90 @@ type IssuerRules struct {
 	AMRLevels map[string]string
 	// ChallengeACRValues maps a level to what this IdP expects in acr_values.
 	ChallengeACRValues map[string]string
+	// LevelClaim is the claim the level is read from: LevelClaimACR ("", the
+	// default) or LevelClaimACRS (Microsoft Entra ID's authentication contexts).
+	LevelClaim LevelClaim
+	// Challenge is how a step-up denial asks this IdP's clients for more:
+	// ChallengeRFC9470 ("", the default) or ChallengeEntra.
+	Challenge Challenge
+}
+
+// LevelClaim names the claim an issuer's level is read from (level_claim).
+type LevelClaim string
+
+const (
+	// LevelClaimACR reads the acr string (OpenID Connect Core §2).
+	LevelClaimACR LevelClaim = "acr"
+	// LevelClaimACRS reads Microsoft Entra ID's acrs array of authentication
+	// context ids; acr is then ignored.
+	LevelClaimACRS LevelClaim = "acrs"
+)
+
+// ParseLevelClaim reads a level_claim value; "" is the default, acr.
+func ParseLevelClaim(s string) (LevelClaim, error) {
+	switch LevelClaim(s) {
+	case "", LevelClaimACR:
+		return LevelClaimACR, nil
+	case LevelClaimACRS:
+		return LevelClaimACRS, nil
+	}
+	return "", fmt.Errorf("%q is not one of %s, %s", s, LevelClaimACR, LevelClaimACRS)
+}
+
+// Challenge names the dialect of an issuer's step-up challenge (challenge).
+type Challenge string
+
+const (
+	// ChallengeRFC9470 is insufficient_user_authentication with acr_values and
+	// max_age (RFC 9470 §3).
+	ChallengeRFC9470 Challenge = "rfc9470"
+	// ChallengeEntra is Microsoft Entra ID's claims challenge
+	// (insufficient_claims with claims="<base64 JSON>"), which MSAL acts on.
+	ChallengeEntra Challenge = "entra"
+)
+
+// ParseChallenge reads a challenge value; "" is the default, rfc9470.
+func ParseChallenge(s string) (Challenge, error) {
+	switch Challenge(s) {
+	case "", ChallengeRFC9470:
+		return ChallengeRFC9470, nil
+	case ChallengeEntra:
+		return ChallengeEntra, nil
+	}
+	return "", fmt.Errorf("%q is not one of %s, %s", s, ChallengeRFC9470, ChallengeEntra)
+}
+
+// hasLevelClaim reports whether c carries the claim this issuer's level is
+// read from: an absent one is acr_missing, one that maps to no level
+// acr_too_low.
+func (r *IssuerRules) hasLevelClaim(c *Claims) bool {
+	if r.LevelClaim == LevelClaimACRS {
+		return len(c.ACRS) > 0
+	}
+	return c.HasACR
 }
 
 // Level returns the level a token reached and its rank, or ("", -1) when
-// neither its acr (after aliases) nor any of its amr values names a level.
+// neither its level claim (acr, or each value of acrs, after aliases) nor any
+// of its amr values names a level.
 func (r *IssuerRules) Level(levels Levels, c *Claims) (string, int) {
-	if c.HasACR {
+	if r.LevelClaim == LevelClaimACRS {
+		// CONTRACT.md, "Identity-provider dialects": the highest level any
+		// acrs value maps to; a value that is itself a level name counts as it.
+		best, bestRank := "", -1
+		for _, v := range c.ACRS {
+			lv := v
+			if alias, ok := r.ACRAliases[v]; ok {
+				lv = alias
+			}
+			if rank := levels.Rank(lv); rank > bestRank {
+				best, bestRank = lv, rank
+			}
+		}
+		if bestRank >= 0 {
+			return best, bestRank
+		}
+	} else if c.HasACR {
 		lv := c.ACR
 		if alias, ok := r.ACRAliases[c.ACR]; ok {
 			lv = alias

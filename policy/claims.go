@@ -14,7 +14,10 @@ type Claims struct {
 	// ACR is the raw acr claim; HasACR tells an absent claim from "".
 	ACR    string
 	HasACR bool
-	AMR    []string
+	// ACRS is Microsoft Entra ID's acrs claim: the authentication contexts the
+	// token satisfies ("c1", ...). Read only for issuers with level_claim acrs.
+	ACRS []string
+	AMR  []string
 
 	// AuthTime and IssuedAt are zero when the claim is absent.
 	AuthTime time.Time

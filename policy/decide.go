@@ -44,7 +44,9 @@ func Decide(c *Claims, p *Policy, rules *IssuerRules, s *Settings, now time.Time
 	switch {
 	case rank >= 0:
 		d.Level = level
-	case c.HasACR:
+	case c.HasACR && rules.LevelClaim != LevelClaimACRS:
+		// Under level_claim acrs the acr claim is ignored, and a raw acrs
+		// array is no header value: x-stepup-acr is then only ever a level.
 		d.Level = c.ACR
 	}
 	if !c.AuthTime.IsZero() && inFuture(c.AuthTime, now, s.ClockSkew) {
@@ -73,7 +75,7 @@ func Decide(c *Claims, p *Policy, rules *IssuerRules, s *Settings, now time.Time
 
 	if p.RequiredACR != "" {
 		switch {
-		case rank < 0 && !c.HasACR:
+		case rank < 0 && !rules.hasLevelClaim(c):
 			d.Reason = ReasonACRMissing
 			return d
 		case rank < s.Levels.Rank(p.RequiredACR):

@@ -121,6 +121,7 @@ func runCheck(ctx context.Context, f *checkFlags, out io.Writer) (bool, error) {
 	cancel()
 	r := extauthz.NewServer(engine, extauthz.Options{}).Evaluate(ctx, req)
 	printResult(out, &r)
+	printDialect(out, cfg, r.Claims)
 	printIntrospections(out, asked, engine.Status(), r.Claims)
 	f.printSourceNote(out, r.Provenance)
 	return r.Response.GetStatus().GetCode() == int32(codes.OK), nil
@@ -329,6 +330,33 @@ func printResult(w io.Writer, r *extauthz.Result) {
 	if md := r.Response.GetDynamicMetadata(); md != nil {
 		b, _ := json.Marshal(md.AsMap())
 		fmt.Fprintf(w, "dynamic_metadata: %s\n", b)
+	}
+}
+
+// printDialect says how the token's issuer speaks when it is not the default
+// (CONTRACT.md, "Identity-provider dialects"): where the level came from and
+// which challenge a step-up denial carries.
+func printDialect(w io.Writer, cfg *config.Config, c *policy.Claims) {
+	if c == nil {
+		return
+	}
+	for i := range cfg.Issuers {
+		iss := &cfg.Issuers[i]
+		if iss.Issuer != c.Issuer {
+			continue
+		}
+		if iss.LevelClaim == policy.LevelClaimACRS {
+			b, _ := json.Marshal(c.ACRS)
+			fmt.Fprintf(w, "dialect:  level_claim acrs: the level comes from acrs %s through acr_aliases (acr is ignored)\n", b)
+		}
+		if iss.Challenge == policy.ChallengeEntra {
+			fmt.Fprintln(w, "dialect:  challenge entra: a step-up denial asks for an authentication context with an Entra ID claims challenge (insufficient_claims)")
+		}
+		if len(iss.ClaimNames) > 0 {
+			for _, k := range sortedKeys(iss.ClaimNames) {
+				fmt.Fprintf(w, "dialect:  claim_names: %s is read from the token's %q\n", k, iss.ClaimNames[k])
+			}
+		}
 	}
 }
 

@@ -148,6 +148,9 @@ func newApp(path string, v *config.Overrides, stderr *os.File, addrHints map[str
 		return nil, &exitError{code: 1, err: listenError("listen.admin", cfg.Listen.Admin, addrHints["listen.admin"], err)}
 	}
 	a.log = newLogger(stderr, cfg.Log)
+	for _, w := range cfg.Warnings() {
+		a.log.Warn("config warning", slog.String("warning", w))
+	}
 	// Tracing is set up once, at start (README, "Tracing"); off, nothing is built.
 	a.tracingCfg = cfg.Tracing
 	if a.tracer, err = tracing.New(context.Background(), cfg.Tracing, versionString(), os.Getenv); err != nil {

@@ -53,6 +53,11 @@ func validate(path string, envoyFiles []string, out, errw io.Writer) int {
 		return len(problems)
 	}
 	fmt.Fprintf(out, "%s: ok\n", path)
+	// Warnings do not fail validation: the config is valid, but likely not
+	// what its author means.
+	for _, w := range cfg.Warnings() {
+		fmt.Fprintf(errw, "%s: warning: %s\n", path, w)
+	}
 	total := 0
 	for _, f := range envoyFiles {
 		problems, err := envoy.ValidateFile(f, envoyOptions(cfg))

@@ -134,6 +134,13 @@ type Issuer struct {
 	// Introspection, when set, is how this issuer is asked about opaque tokens
 	// and lightweight JWTs (introspection.go).
 	Introspection *Introspection
+	// LevelClaim (level_claim) and Challenge (challenge) are the issuer's
+	// dialect (dialect.go); never "" after validation.
+	LevelClaim policy.LevelClaim
+	Challenge  policy.Challenge
+	// ClaimNames (claim_names) reads claims under this issuer's names
+	// (token.RenamableClaims); nil when absent.
+	ClaimNames map[string]string
 }
 
 // Rules returns how this issuer expresses authentication strength.
@@ -142,6 +149,8 @@ func (i *Issuer) Rules() policy.IssuerRules {
 		ACRAliases:         i.ACRAliases,
 		AMRLevels:          i.AMRLevels,
 		ChallengeACRValues: i.ChallengeACRValues,
+		LevelClaim:         i.LevelClaim,
+		Challenge:          i.Challenge,
 	}
 }
 

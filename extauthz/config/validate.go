@@ -33,7 +33,7 @@ var (
 	issuerKeys = []string{
 		"issuer", "jwks_uri", "audiences", "algorithms", "acr_aliases", "amr_levels",
 		"require_typ", "challenge_acr_values", "ca_file", "jwt_authn_payload",
-		"introspection",
+		"introspection", "level_claim", "challenge", "claim_names",
 	}
 	logKeys    = []string{"level", "format"}
 	policyKeys = []string{"default", "routes"}
@@ -451,6 +451,7 @@ func (b *builder) issuer(p string, m map[string]any) Issuer {
 	if x := m["introspection"]; x != nil {
 		iss.Introspection = b.introspection(p+".introspection", x, &iss)
 	}
+	b.dialect(p, m, &iss)
 	if iss.CAFile = optString("ca_file"); iss.CAFile != "" {
 		if data, err := readFile(iss.CAFile); err != nil {
 			b.add(p+".ca_file", "%v", err)

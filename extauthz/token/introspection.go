@@ -113,6 +113,8 @@ type introspector struct {
 	sem       *semaphore.Weighted
 	skew      time.Duration
 	now       func() time.Time
+	// names are the issuer's claim_names, applied to every answer.
+	names claimNames
 
 	// The endpoint, once known (configured, or read from discovery).
 	mu            sync.Mutex
@@ -293,6 +295,8 @@ func (in *introspector) judge(body []byte) (*answer, string, error) {
 		}
 		return nil, IntrospectInactive, invalid(DetailInactive, "issuer %q: introspection says active is %s", in.issuer, what)
 	}
+	// The answer speaks in the issuer's claim names, as its JWTs do.
+	m = in.names.members(m)
 	p, err := payloadOf(m)
 	if err != nil {
 		return nil, IntrospectInvalid, err
@@ -331,6 +335,7 @@ const (
 	hasExp
 	hasScope // scope or scp
 	hasCNF
+	hasACRS
 )
 
 func presentClaims(m map[string]json.RawMessage) claimSet {
@@ -340,7 +345,7 @@ func presentClaims(m map[string]json.RawMessage) claimSet {
 		bit  claimSet
 	}{
 		{"sub", hasSub}, {"client_id", hasClientID}, {"gty", hasGty}, {"acr", hasACR}, {"amr", hasAMR},
-		{"auth_time", hasAuthTime}, {"iat", hasIat}, {"exp", hasExp}, {"scope", hasScope}, {"scp", hasScope}, {"cnf", hasCNF},
+		{"auth_time", hasAuthTime}, {"iat", hasIat}, {"exp", hasExp}, {"scope", hasScope}, {"scp", hasScope}, {"cnf", hasCNF}, {"acrs", hasACRS},
 	} {
 		if _, ok := m[c.name]; ok {
 			s |= c.bit

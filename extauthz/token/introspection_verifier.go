@@ -34,6 +34,7 @@ func (v *JWTVerifier) addIntrospection(is *issuer, cfg IssuerConfig, skew time.D
 		}
 		v.opaque = is
 	}
+	in.names = is.names
 	is.introspect = in
 	return nil
 }
@@ -177,6 +178,9 @@ func merge(local *policy.Claims, a *answer) policy.Claims {
 	}
 	if has&hasAMR != 0 {
 		c.AMR = ac.AMR
+	}
+	if has&hasACRS != 0 {
+		c.ACRS = ac.ACRS
 	}
 	if has&hasAuthTime != 0 {
 		c.AuthTime = ac.AuthTime

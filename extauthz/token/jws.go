@@ -238,6 +238,8 @@ type payload struct {
 	hasACR                  bool
 	aud                     []string
 	amr                     []string
+	// acrs is Microsoft Entra ID's authentication contexts (an array of strings).
+	acrs                    []string
 	scope                   string
 	hasScope                bool
 	scp                     []string
@@ -251,8 +253,8 @@ var _ jwt.Claims = (*payload)(nil)
 
 // parsePayload decodes the JWT claims set and enforces claim types: NumericDate claims
 // must be numbers within [0, maxNumericDate]; acr, sub, client_id, gty, iss and scope
-// strings; aud a string or an array of strings; amr an array of strings; scp an array of
-// strings or (as Microsoft Entra ID sends it) a space-separated string.
+// strings; aud a string or an array of strings; amr and acrs arrays of strings; scp an
+// array of strings or (as Microsoft Entra ID sends it) a space-separated string.
 func parsePayload(b []byte) (*payload, error) {
 	m, err := decodeObject(b, "payload")
 	if err != nil {
@@ -312,6 +314,11 @@ func payloadOf(m map[string]json.RawMessage) (*payload, error) {
 	if p.amr, err = stringsMember(m, "amr", false); err != nil {
 		return nil, invalid(DetailClaimType, "%w", err)
 	}
+	// Type-checked for every issuer, like amr: one token, one meaning, whichever
+	// issuer's rules read it (level_claim acrs).
+	if p.acrs, err = stringsMember(m, "acrs", false); err != nil {
+		return nil, invalid(DetailClaimType, "%w", err)
+	}
 	if p.scp, err = stringsMember(m, "scp", true); err != nil {
 		return nil, invalid(DetailClaimType, "%w", err)
 	}
@@ -337,6 +344,7 @@ func (p *payload) claims(issuer string) policy.Claims {
 		Gty:      p.gty,
 		ACR:      p.acr,
 		HasACR:   p.hasACR,
+		ACRS:     p.acrs,
 		AMR:      p.amr,
 		AuthTime: p.authTime,
 		IssuedAt: p.iat,

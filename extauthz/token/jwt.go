@@ -50,6 +50,10 @@ type IssuerConfig struct {
 	// Introspection, when set, asks this issuer's introspection endpoint about
 	// opaque tokens and, with JWT, about its JWTs (introspection.go).
 	Introspection *IntrospectionConfig
+	// ClaimNames maps a claim the server reads (one of RenamableClaims) to the
+	// name this issuer's tokens carry it under (claim_names.go); nil reads
+	// every claim under its own name.
+	ClaimNames map[string]string
 }
 
 // JWTVerifier is the local JWT verifier: it verifies JWS-signed tokens against a fixed
@@ -80,6 +84,8 @@ type issuer struct {
 	envoyKey string
 	// introspect is set when the issuer is introspected (IssuerConfig.Introspection).
 	introspect *introspector
+	// names is IssuerConfig.ClaimNames.
+	names claimNames
 }
 
 // NewJWTVerifier checks the issuer configurations and returns a JWTVerifier using ks for
@@ -151,7 +157,12 @@ func newIssuer(cfg IssuerConfig, skew time.Duration, now func() time.Time) (*iss
 	} else if err := checkFetchURL(discoveryURL(cfg.Issuer)); err != nil {
 		return nil, fmt.Errorf("no jwks_uri, and discovery is impossible: %w", err)
 	}
+	names, err := newClaimNames(cfg.ClaimNames)
+	if err != nil {
+		return nil, err
+	}
 	return &issuer{
+		names:    names,
 		name:     cfg.Issuer,
 		envoyKey: cfg.EnvoyPayloadKey,
 		algs:     slices.Clone(algs),
@@ -243,6 +254,9 @@ func (v *JWTVerifier) Verify(ctx context.Context, cred Credential) (*Principal, 
 	}
 	is, err := v.issuerOf(t)
 	if err != nil {
+		return nil, err
+	}
+	if err := is.names.apply(t); err != nil {
 		return nil, err
 	}
 	if err := is.checkHeader(t); err != nil {

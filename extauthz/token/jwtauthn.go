@@ -60,6 +60,9 @@ func (v *JWTAuthnVerifier) Verify(_ context.Context, cred Credential) (*Principa
 	if !present {
 		return nil, ErrNotApplicable
 	}
+	if err := is.names.apply(t); err != nil {
+		return nil, err
+	}
 	if err := is.checkHeader(t); err != nil {
 		return nil, err
 	}

@@ -1,0 +1,72 @@
+package config
+
+import (
+	"fmt"
+	"slices"
+	"strings"
+
+	"github.com/stepup-authz/stepup-authz/extauthz/token"
+	"github.com/stepup-authz/stepup-authz/policy"
+)
+
+// dialect reads an issuer's level_claim, challenge and claim_names: how its
+// tokens say what they say (CONTRACT.md, "Identity-provider dialects").
+func (b *builder) dialect(p string, m map[string]any, iss *Issuer) {
+	iss.LevelClaim, iss.Challenge = policy.LevelClaimACR, policy.ChallengeRFC9470
+	if x := m["level_claim"]; x != nil {
+		if s, ok := b.str(p+".level_claim", x); ok {
+			if lc, err := policy.ParseLevelClaim(s); err != nil {
+				b.add(p+".level_claim", "%v (acrs: Microsoft Entra ID's authentication contexts)", err)
+			} else {
+				iss.LevelClaim = lc
+			}
+		}
+	}
+	if x := m["challenge"]; x != nil {
+		if s, ok := b.str(p+".challenge", x); ok {
+			if c, err := policy.ParseChallenge(s); err != nil {
+				b.add(p+".challenge", "%v (entra: the claims challenge Microsoft's MSAL libraries act on)", err)
+			} else {
+				iss.Challenge = c
+			}
+		}
+	}
+	if x := m["claim_names"]; x != nil {
+		names := token.RenamableClaims()
+		iss.ClaimNames = b.strMap(p+".claim_names", x, func(kp, k, val string) {
+			switch {
+			case !slices.Contains(names, k):
+				b.add(kp, "%q is not a claim that can be renamed; use one of %s", k, strings.Join(names, ", "))
+			case val == "":
+				b.add(kp, "must name the claim this identity provider's tokens carry %s under (leave %s out to read it as %q)", k, k, k)
+			}
+		})
+	}
+}
+
+// Warnings are what validate prints about a valid config that will not work as
+// its author likely means: each line names the field and what to do instead.
+// A warning never makes a config invalid.
+func (c *Config) Warnings() []string {
+	var out []string
+	if len(c.Issuers) > 0 && !slices.ContainsFunc(c.Issuers, func(i Issuer) bool { return i.Challenge != policy.ChallengeEntra }) {
+		// Entra ID access tokens carry no auth_time, so max_age can never be
+		// met by a token of an entra issuer: every request would step up in a loop.
+		const why = "every issuer is challenge: entra, and Microsoft Entra ID access tokens carry no auth_time, " +
+			"so every token would be denied with auth_time_missing; drop max_age and require a fresh sign-in in Entra instead: " +
+			"a Conditional Access policy on the authentication context with the session control Sign-in frequency: Every time, " +
+			"and that context as this route's required_acr (through acr_aliases and challenge_acr_values)"
+		if hasMaxAge(&c.Default) {
+			out = append(out, "policy.default.max_age: "+why)
+		}
+		for i, r := range c.Routes {
+			if hasMaxAge(&r.Layer) {
+				out = append(out, fmt.Sprintf("policy.routes[%d].max_age (%s): %s", i, r.Name, why))
+			}
+		}
+	}
+	return out
+}
+
+// hasMaxAge reports a layer that sets a freshness rule (max_age: "" clears one).
+func hasMaxAge(l *policy.Layer) bool { return l.MaxAge.Set && l.MaxAge.Value >= 0 }
