@@ -60,6 +60,8 @@ func TestDefaults(t *testing.T) {
 			Issuer:     "https://idp.example.com",
 			Audiences:  []string{"https://api.example.com"},
 			Algorithms: []string{"RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA"},
+			LevelClaim: policy.LevelClaimACR,
+			Challenge:  policy.ChallengeRFC9470,
 		}},
 		ClockSkew:           30 * time.Second,
 		ACRLevels:           policy.Levels{"aal1", "aal2", "aal3"},
@@ -117,6 +119,8 @@ func TestContractConfig(t *testing.T) {
 		ACRAliases:         map[string]string{"urn:okta:loa:2fa:any": "aal2", "phrh": "aal3"},
 		AMRLevels:          map[string]string{"mfa": "aal2", "hwk": "aal3"},
 		ChallengeACRValues: map[string]string{"aal2": "urn:okta:loa:2fa:any"},
+		LevelClaim:         policy.LevelClaimACR,
+		Challenge:          policy.ChallengeRFC9470,
 	}
 	if !reflect.DeepEqual(rules, wantRules) {
 		t.Errorf("Rules() = %+v, want %+v", rules, wantRules)

@@ -55,7 +55,7 @@ func (c *Config) Warnings() []string {
 		const why = "every issuer is challenge: entra, and Microsoft Entra ID access tokens carry no auth_time, " +
 			"so every token would be denied with auth_time_missing; drop max_age and require a fresh sign-in in Entra instead: " +
 			"a Conditional Access policy on the authentication context with the session control Sign-in frequency: Every time, " +
-			"and that context as this route's required_acr (through acr_aliases and challenge_acr_values)"
+			"and the level that context maps to (acr_aliases, challenge_acr_values) as required_acr"
 		if hasMaxAge(&c.Default) {
 			out = append(out, "policy.default.max_age: "+why)
 		}

@@ -52,9 +52,13 @@ func TestGolden(t *testing.T) {
 
 func render(t *testing.T, path string) string {
 	t.Helper()
-	_, err := Load(path, nil)
+	cfg, err := Load(path, nil)
 	if err == nil {
-		return "ok\n"
+		out := "ok\n"
+		for _, w := range cfg.Warnings() {
+			out += "warning: " + w + "\n"
+		}
+		return out
 	}
 	var probs Problems
 	if !errors.As(err, &probs) {

@@ -418,6 +418,7 @@ func TestVerifyClaimTypes(t *testing.T) {
 		{"acr", 2}, {"acr", nil}, {"acr", []string{"aal2"}},
 		{"aud", 1}, {"aud", []any{testAudience, 1}}, {"aud", map[string]any{"a": 1}}, {"aud", nil},
 		{"amr", "mfa"}, {"amr", []any{"pwd", 1}}, {"amr", []any{nil}},
+		{"acrs", "c1"}, {"acrs", []any{"c1", 2}}, {"acrs", nil}, {"acrs", map[string]any{"c1": true}},
 		{"scope", []string{"a"}}, {"scp", 1}, {"scp", []any{1}},
 		{"sub", 1}, {"client_id", false}, {"gty", []string{"x"}}, {"iss", 1},
 	}
