@@ -613,6 +613,7 @@ func TestAttackTokens(t *testing.T) {
 	rows := attackRows(t, h)
 	rows = append(rows, introspectionAttackRows(t)...)
 	rows = append(rows, senderAttackRows(t)...)
+	rows = append(rows, entraAttackRows(t)...)
 	invalid := denial{401, `{"error":"unauthorized"}`, `Bearer error="invalid_token"`}
 	for _, row := range rows {
 		t.Run(row.name, func(t *testing.T) {
