@@ -346,8 +346,12 @@ func printDialect(w io.Writer, cfg *config.Config, c *policy.Claims) {
 			continue
 		}
 		if iss.LevelClaim == policy.LevelClaimACRS {
-			b, _ := json.Marshal(c.ACRS)
-			fmt.Fprintf(w, "dialect:  level_claim acrs: the level comes from acrs %s through acr_aliases (acr is ignored)\n", b)
+			acrs := "(none in the token)"
+			if len(c.ACRS) > 0 {
+				b, _ := json.Marshal(c.ACRS)
+				acrs = string(b)
+			}
+			fmt.Fprintf(w, "dialect:  level_claim acrs: the level comes from acrs %s through acr_aliases (acr is ignored)\n", acrs)
 		}
 		if iss.Challenge == policy.ChallengeEntra {
 			fmt.Fprintln(w, "dialect:  challenge entra: a step-up denial asks for an authentication context with an Entra ID claims challenge (insufficient_claims)")

@@ -1,0 +1,74 @@
+package e2e
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/stepup-authz/stepup-authz/internal/devidp"
+)
+
+// The Entra ID dialect through the binary: validate warns (and still exits 0)
+// about max_age when every issuer is challenge: entra, and check shows the
+// dialect and the claims challenge Envoy would return.
+func TestEntraDialectCommands(t *testing.T) {
+	idp := startIdP(t)
+	cfg := writeFile(t, "config.yaml", strings.ReplaceAll(`
+issuers:
+  - issuer: "{{ISSUER}}"
+    jwks_uri: "{{ISSUER}}/jwks.json"
+    audiences: ["https://api.example.com"]
+    level_claim: acrs
+    challenge: entra
+    acr_aliases: { c1: aal2 }
+    challenge_acr_values: { aal2: c1 }
+policy:
+  routes:
+    - name: payout-destination
+      match: { path_prefix: /api/payout-destination, methods: [POST] }
+      required_acr: aal2
+      max_age: 5m
+    - name: profile
+      match: { path_prefix: /api/profile }
+      required_acr: aal2
+`, "{{ISSUER}}", idp.Issuer))
+
+	t.Run("validate warns about max_age and exits 0", func(t *testing.T) {
+		code, stdout, stderr := run(t, nil, "validate", "--config", cfg)
+		if code != 0 || !strings.Contains(stdout, "ok") {
+			t.Fatalf("exit %d\n%s%s", code, stdout, stderr)
+		}
+		want := cfg + ": warning: policy.routes[0].max_age (payout-destination): every issuer is challenge: entra, and Microsoft Entra ID access tokens carry no auth_time"
+		if !strings.Contains(stderr, want) || !strings.Contains(stderr, "Sign-in frequency: Every time") || strings.Count(stderr, "warning:") != 1 {
+			t.Fatalf("stderr lacks the one warning %q:\n%s", want, stderr)
+		}
+	})
+	t.Run("check shows the dialect and the claims challenge", func(t *testing.T) {
+		tok, err := idp.Mint(devidp.Claims{"sub": "user-42", "acr": "aal3"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		code, out, stderr := run(t, nil, "check", "--config", cfg, "--token", tok, "--method", "GET", "--path", "/api/profile")
+		if code != 1 {
+			t.Fatalf("exit %d, want 1\n%s%s", code, out, stderr)
+		}
+		for _, want := range []string{
+			"reason:   acr_missing",
+			"dialect:  level_claim acrs: the level comes from acrs (none in the token) through acr_aliases (acr is ignored)",
+			"dialect:  challenge entra",
+			`www-authenticate: Bearer error="insufficient_claims", error_description="A stronger authentication is required", claims="eyJhY2Nlc3NfdG9rZW4iOnsiYWNycyI6eyJlc3NlbnRpYWwiOnRydWUsInZhbHVlIjoiYzEifX19"`,
+			`{"error":"step_up_required","required_acr":"aal2"}`,
+		} {
+			if !strings.Contains(out, want) {
+				t.Errorf("output lacks %q:\n%s", want, out)
+			}
+		}
+		tok, err = idp.Mint(devidp.Claims{"sub": "user-42", "acrs": []string{"c1"}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		code, out, stderr = run(t, nil, "check", "--config", cfg, "--token", tok, "--method", "GET", "--path", "/api/profile")
+		if code != 0 || !strings.Contains(out, `acrs ["c1"]`) || !strings.Contains(out, "set upstream header x-stepup-acr: aal2") {
+			t.Fatalf("exit %d, want 0 with acrs [\"c1\"] and x-stepup-acr aal2\n%s%s", code, out, stderr)
+		}
+	})
+}
