@@ -7,7 +7,13 @@
 // `essentialAcr` to send it as an essential claim too, and configure the
 // IdP's step-up policy), and put `acr` and `auth_time` in the access token it
 // issues, or stepup-authz will keep denying (its loop warning says so).
+//
+// A claims challenge (`insufficient_claims`, Entra) is passed on as the
+// `claims` parameter (OIDC Core §5.5). With a DPoP session, the code is bound
+// to its key (`dpop_jkt`, RFC 9449 §10) and the token request carries a proof
+// (§5), so the new token is bound to the same key as the old one.
 
+import type { DPoP } from "./dpop.js";
 import type { StepUpPrompt, StepUpResult } from "./stepUpFetch.js";
 
 export interface AuthorizationRequestOptions {
@@ -22,6 +28,10 @@ export interface AuthorizationRequestOptions {
   maxAge?: number;
   /** Also request acr as an essential ID token claim (OIDC Core §5.5.1.1) with these values. */
   essentialAcr?: boolean;
+  /** A claims request (OIDC Core §5.5), e.g. a claims challenge's `claims.value`; essentialAcr is merged in. */
+  claims?: Record<string, unknown>;
+  /** RFC 9449 §10: binds the authorization code to this DPoP key thumbprint. */
+  dpopJkt?: string;
   /** Optional OIDC parameters: login_hint (who to re-authenticate), prompt, ui_locales, ... */
   extraParams?: Record<string, string>;
   /** Normally generated. */
@@ -60,9 +70,13 @@ export async function buildAuthorizationRequest(o: AuthorizationRequestOptions):
     if (!Number.isSafeInteger(o.maxAge) || o.maxAge < 0) throw new RangeError(`maxAge must be a non-negative integer, got ${o.maxAge}`);
     p.set("max_age", String(o.maxAge));
   }
+  const claims: Record<string, unknown> = { ...(o.claims ?? {}) };
   if (o.essentialAcr && acr.length > 0) {
-    p.set("claims", JSON.stringify({ id_token: { acr: { essential: true, values: acr } } }));
+    const idToken = claims["id_token"] !== null && typeof claims["id_token"] === "object" ? (claims["id_token"] as Record<string, unknown>) : {};
+    claims["id_token"] = { ...idToken, acr: { essential: true, values: acr } };
   }
+  if (Object.keys(claims).length > 0) p.set("claims", JSON.stringify(claims));
+  if (o.dpopJkt) p.set("dpop_jkt", o.dpopJkt);
   return { url: url.toString(), state, nonce, codeVerifier };
 }
 
@@ -109,7 +123,12 @@ export interface TokenResponse {
   [k: string]: unknown;
 }
 
-/** Exchanges an authorization code at the token endpoint (public client, PKCE). */
+/**
+ * Exchanges an authorization code at the token endpoint (public client, PKCE).
+ * With `dpop`, the request carries a DPoP proof (RFC 9449 §5), a 400
+ * `use_dpop_nonce` with a DPoP-Nonce is retried once with it (§8), and the
+ * answer must be a DPoP token (token_type DPoP, §5.1), never a bearer one.
+ */
 export async function exchangeCode(o: {
   tokenEndpoint: string;
   clientId: string;
@@ -117,22 +136,35 @@ export async function exchangeCode(o: {
   code: string;
   codeVerifier: string;
   fetch?: typeof globalThis.fetch;
+  dpop?: DPoP;
 }): Promise<TokenResponse> {
   const doFetch = o.fetch ?? globalThis.fetch;
-  const res = await doFetch(o.tokenEndpoint, {
-    method: "POST",
-    headers: { "Content-Type": "application/x-www-form-urlencoded", Accept: "application/json" },
-    body: new URLSearchParams({
-      grant_type: "authorization_code",
-      code: o.code,
-      redirect_uri: o.redirectUri,
-      client_id: o.clientId,
-      code_verifier: o.codeVerifier,
-    }),
-  });
-  const body = (await res.json().catch(() => ({}))) as Partial<TokenResponse> & { error?: string };
+  const request = async () => {
+    const headers: Record<string, string> = { "Content-Type": "application/x-www-form-urlencoded", Accept: "application/json" };
+    if (o.dpop) headers["DPoP"] = await o.dpop.proof("POST", o.tokenEndpoint);
+    const res = await doFetch(o.tokenEndpoint, {
+      method: "POST",
+      headers,
+      body: new URLSearchParams({
+        grant_type: "authorization_code",
+        code: o.code,
+        redirect_uri: o.redirectUri,
+        client_id: o.clientId,
+        code_verifier: o.codeVerifier,
+      }),
+    });
+    o.dpop?.rememberNonce(o.tokenEndpoint, res);
+    const body = (await res.json().catch(() => ({}))) as Partial<TokenResponse> & { error?: string };
+    return { res, body };
+  };
+  let { res, body } = await request();
+  if (o.dpop && res.status === 400 && body.error === "use_dpop_nonce" && res.headers.get("dpop-nonce")) ({ res, body } = await request());
   if (!res.ok || typeof body.access_token !== "string" || body.access_token === "") {
     throw new Error(`token endpoint: ${res.status}${body.error ? ` ${body.error}` : ""}`);
+  }
+  // RFC 9449 §5.1: a bearer token here would go out under the DPoP scheme and be refused.
+  if (o.dpop && body.token_type?.toLowerCase() !== "dpop") {
+    throw new Error(`token endpoint: token_type ${JSON.stringify(body.token_type)}, want DPoP (does the IdP support DPoP for this client?)`);
   }
   return body as TokenResponse;
 }
@@ -181,6 +213,8 @@ export interface OidcStepUpOptions {
   /** Told about the new tokens, e.g. to store them for getAccessToken. */
   onTokens?: (tokens: TokenResponse) => void;
   fetch?: typeof globalThis.fetch;
+  /** The DPoP session stepUpFetch uses: the new token is bound to its key. */
+  dpop?: DPoP;
 }
 
 /** A stepUp for stepUpFetch that re-authenticates through any OIDC provider. */
@@ -196,6 +230,9 @@ export function oidcStepUp(o: OidcStepUpOptions): (prompt: StepUpPrompt) => Prom
       if (o.scope !== undefined) req.scope = o.scope;
       if (prompt.maxAge !== undefined) req.maxAge = prompt.maxAge;
       if (o.essentialAcr !== undefined) req.essentialAcr = o.essentialAcr;
+      // Entra's claims challenge: what the resource asked for goes to the IdP verbatim.
+      if (prompt.claims) req.claims = prompt.claims.value;
+      if (o.dpop) req.dpopJkt = o.dpop.thumbprint;
       if (o.extraParams) req.extraParams = o.extraParams(prompt);
       const ar = await buildAuthorizationRequest(req);
       const back = await o.navigate(ar.url, prompt.signal);
@@ -211,6 +248,7 @@ export function oidcStepUp(o: OidcStepUpOptions): (prompt: StepUpPrompt) => Prom
         codeVerifier: ar.codeVerifier,
       };
       if (o.fetch) ex.fetch = o.fetch;
+      if (o.dpop) ex.dpop = o.dpop;
       const tokens = await exchangeCode(ex);
       o.onTokens?.(tokens);
       return { kind: "success", accessToken: tokens.access_token };

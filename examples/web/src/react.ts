@@ -1,7 +1,7 @@
 // useStepUpFetch: the seed's hook, identity-provider neutral. React is a peer
 // dependency; this file is the only one that imports it.
 //
-//   <StepUpProvider getAccessToken={auth.getAccessToken} stepUp={auth.stepUp}>
+//   <StepUpProvider getAccessToken={auth.getAccessToken} stepUp={auth.stepUp} dpop={dpopSession}>
 //     <App />
 //   </StepUpProvider>
 //
@@ -24,7 +24,7 @@ export interface StepUpProviderProps extends StepUpFetchOptions {
 }
 
 /**
- * Supplies getAccessToken and stepUp to every useStepUpFetch() below it. The
+ * Supplies getAccessToken and stepUp (and fetch, dpop) to every useStepUpFetch() below it. The
  * functions may change from render to render (inline arrows are fine): the
  * provider hands out stable wrappers that call the latest ones, so every call
  * under one provider shares one step-up prompt.
@@ -38,6 +38,10 @@ export function StepUpProvider(props: StepUpProviderProps) {
     getAccessToken: () => latest.current.getAccessToken(),
     stepUp: (prompt) => latest.current.stepUp(prompt),
     fetch: (input, init) => (latest.current.fetch ?? globalThis.fetch)(input, init),
+    // Read at each call: a DPoP session made after the first render (createDPoP is async) is picked up.
+    get dpop() {
+      return latest.current.dpop;
+    },
   }));
   return createElement(StepUpContext.Provider, { value }, props.children);
 }

@@ -19,7 +19,8 @@ export interface StepUpRequirement {
   /**
    * What to send the IdP as `acr_values` (RFC 9470 §4): the challenge's
    * `acr_values` (which stepup-authz may have translated into the IdP's own
-   * vocabulary, e.g. `urn:okta:loa:2fa:any`), else `[requiredAcr]`.
+   * vocabulary, e.g. `urn:okta:loa:2fa:any`), else `[requiredAcr]`; empty for
+   * a claims challenge, which says what it wants in `claims`.
    */
   acrValues: string[];
   /** Seconds: the user must have authenticated at most this long ago (challenge `max_age`, else the body's). */
@@ -29,7 +30,7 @@ export interface StepUpRequirement {
   /**
    * An `insufficient_claims` challenge's `claims` (Microsoft Entra), decoded:
    * pass `claims.json` to the IdP as the `claims` parameter (MSAL: the `claims`
-   * option of acquireToken*). Then `acrValues` holds only the body's level name.
+   * option of acquireToken*). Then `acrValues` is empty.
    */
   claims?: ClaimsChallenge;
   /** The challenge's `resource_metadata` (RFC 9728 §5.1): where the resource's metadata is. */
@@ -100,6 +101,7 @@ export async function stepUpFetch(
   options: StepUpFetchOptions,
 ): Promise<Response> {
   const doFetch = options.fetch ?? globalThis.fetch;
+  const dpop = options.dpop; // one session for the whole call, sends and retries alike
   const coord = coordinatorFor(options.stepUp);
   const target = describe(input, init);
   // Keep a second copy of the body before anything reads the first.
@@ -110,12 +112,12 @@ export async function stepUpFetch(
     const sendWith = async (token: AccessToken): Promise<Response> => {
       const once = async () => {
         const [i, ini] = bodies.take();
-        const res = await send(doFetch, i, ini, token, options.dpop, target);
-        options.dpop?.rememberNonce(target.url, res);
+        const res = await send(doFetch, i, ini, token, dpop, target);
+        dpop?.rememberNonce(target.url, res);
         return res;
       };
       const res = await once();
-      if (!options.dpop || !token || !asksForNonce(res)) return res;
+      if (!dpop || !token || !asksForNonce(res)) return res;
       void res.body?.cancel().catch(() => {});
       return once();
     };
@@ -216,7 +218,9 @@ export async function stepUpRequirement(res: Response): Promise<StepUpRequiremen
   const bodyAcr = typeof body?.required_acr === "string" && body.required_acr !== "" ? body.required_acr : undefined;
   const requiredAcr = bodyAcr ?? challenge?.acrValues[0];
   if (requiredAcr !== undefined) req.requiredAcr = requiredAcr;
-  req.acrValues = challenge && challenge.acrValues.length > 0 ? challenge.acrValues : bodyAcr ? [bodyAcr] : [];
+  if (challenge && challenge.acrValues.length > 0) req.acrValues = challenge.acrValues;
+  // A claims challenge names the level in claims, in the IdP's vocabulary: our level name is not for the IdP.
+  else if (bodyAcr && challenge?.error !== "insufficient_claims") req.acrValues = [bodyAcr];
   const maxAge = challenge?.maxAge ?? parseMaxAge(body?.max_age);
   if (maxAge !== undefined) req.maxAge = maxAge;
   if (challenge?.errorDescription !== undefined) req.errorDescription = challenge.errorDescription;

@@ -1,6 +1,8 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { buildAuthorizationRequest, discover, exchangeCode, oidcStepUp, parseAuthorizationResponse, pkceChallenge } from "../src/oidc.js";
+import { EmbeddedJWK, jwtVerify } from "jose";
+import { createDPoP } from "../src/dpop.js";
 import { stepUpFetch } from "../src/stepUpFetch.js";
 import type { StepUpPrompt } from "../src/stepUpFetch.js";
 
@@ -201,4 +203,92 @@ test("discovery checks the issuer", async () => {
   assert.equal((await discover("https://idp.example.com", fetch)).token_endpoint, TOKEN);
   const evil = (async () => Response.json({ ...doc, issuer: "https://evil.example" })) as typeof globalThis.fetch;
   await assert.rejects(discover("https://idp.example.com", evil), /issuer/);
+});
+
+test("a claims request (OIDC Core §5.5) is sent as claims, with essentialAcr merged in; dpop_jkt binds the code (RFC 9449 §10)", async () => {
+  const ar = await buildAuthorizationRequest({
+    authorizationEndpoint: AUTHZ,
+    clientId: "web",
+    redirectUri: REDIRECT,
+    acrValues: ["aal2"],
+    essentialAcr: true,
+    claims: { access_token: { acrs: { essential: true, value: "c1" } }, id_token: { auth_time: { essential: true } } },
+    dpopJkt: "jkt-1",
+  });
+  const p = new URL(ar.url).searchParams;
+  assert.deepEqual(JSON.parse(p.get("claims")!), {
+    access_token: { acrs: { essential: true, value: "c1" } },
+    id_token: { auth_time: { essential: true }, acr: { essential: true, values: ["aal2"] } },
+  });
+  assert.equal(p.get("dpop_jkt"), "jkt-1");
+});
+
+/** A token endpoint for DPoP (RFC 9449 §5, §8): checks each proof with jose and can ask for a nonce first. */
+function dpopTokenEndpoint(opts: { nonce?: boolean; tokenType?: string }) {
+  const proofs: Array<Record<string, unknown>> = [];
+  const fetch = (async (input: RequestInfo | URL, init?: RequestInit) => {
+    const proof = new Headers(init?.headers).get("dpop");
+    if (!proof) return Response.json({ error: "invalid_dpop_proof" }, { status: 400 });
+    const { payload } = await jwtVerify(proof, EmbeddedJWK, { typ: "dpop+jwt", algorithms: ["ES256"] });
+    proofs.push(payload);
+    assert.equal(String(input), TOKEN);
+    if (opts.nonce && payload["nonce"] !== "server-nonce") {
+      return Response.json({ error: "use_dpop_nonce" }, { status: 400, headers: { "DPoP-Nonce": "server-nonce" } });
+    }
+    return Response.json({ access_token: "bound", token_type: opts.tokenType ?? "DPoP" });
+  }) as typeof globalThis.fetch;
+  return { fetch, proofs };
+}
+
+const exchange = { tokenEndpoint: TOKEN, clientId: "web", redirectUri: REDIRECT, code: "c", codeVerifier: "v" };
+
+test("exchangeCode with DPoP: a proof without ath; use_dpop_nonce is retried once with the nonce", async () => {
+  const dpop = await createDPoP();
+  const ep = dpopTokenEndpoint({ nonce: true });
+  const t = await exchangeCode({ ...exchange, fetch: ep.fetch, dpop });
+  assert.equal(t.access_token, "bound");
+  assert.equal(ep.proofs.length, 2);
+  for (const p of ep.proofs) {
+    assert.equal(p["htm"], "POST");
+    assert.equal(p["htu"], TOKEN);
+    assert.equal(p["ath"], undefined);
+  }
+  assert.equal(ep.proofs[0]!["nonce"], undefined);
+  assert.equal(ep.proofs[1]!["nonce"], "server-nonce");
+});
+
+test("exchangeCode with DPoP refuses a bearer token, and a second use_dpop_nonce", async () => {
+  const dpop = await createDPoP();
+  await assert.rejects(exchangeCode({ ...exchange, fetch: dpopTokenEndpoint({ tokenType: "Bearer" }).fetch, dpop }), /token_type "Bearer", want DPoP/);
+  const stubborn = (async () => Response.json({ error: "use_dpop_nonce" }, { status: 400, headers: { "DPoP-Nonce": "n" } })) as typeof globalThis.fetch;
+  let calls = 0;
+  const counted = ((i: RequestInfo | URL, init?: RequestInit) => (calls++, stubborn(i, init))) as typeof globalThis.fetch;
+  await assert.rejects(exchangeCode({ ...exchange, fetch: counted, dpop }), /400 use_dpop_nonce/);
+  assert.equal(calls, 2);
+});
+
+test("oidcStepUp with DPoP and Entra's claims challenge: claims and dpop_jkt in the authorization request, a bound token back", async () => {
+  const dpop = await createDPoP();
+  const ep = dpopTokenEndpoint({});
+  let authUrl = "";
+  const stepUp = oidcStepUp({
+    authorizationEndpoint: AUTHZ,
+    tokenEndpoint: TOKEN,
+    clientId: "web",
+    redirectUri: REDIRECT,
+    dpop,
+    navigate: async (url) => {
+      authUrl = url;
+      return `${REDIRECT}?code=c&state=${new URL(url).searchParams.get("state")}`;
+    },
+    fetch: ep.fetch,
+  });
+  const json = '{"access_token":{"acrs":{"essential":true,"value":"c1"}}}';
+  const r = await stepUp({ requiredAcr: "aal2", acrValues: [], claims: { json, value: JSON.parse(json) as Record<string, unknown> }, request: { url: "/x", method: "POST" } });
+  assert.deepEqual(r, { kind: "success", accessToken: "bound" });
+  const p = new URL(authUrl).searchParams;
+  assert.equal(p.get("claims"), json, "the challenge's claims, byte for byte");
+  assert.equal(p.get("acr_values"), null);
+  assert.equal(p.get("dpop_jkt"), dpop.thumbprint);
+  assert.equal(ep.proofs.length, 1);
 });

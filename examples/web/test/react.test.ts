@@ -5,6 +5,7 @@ import { renderToString } from "react-dom/server";
 import { StepUpProvider, useStepUpFetch } from "../src/react.js";
 import type { StepUpFetch } from "../src/react.js";
 import type { StepUpPrompt, StepUpResult } from "../src/stepUpFetch.js";
+import { createDPoP } from "../src/dpop.js";
 
 const denial = () =>
   new Response('{"error":"step_up_required","required_acr":"aal2","max_age":300}', {
@@ -83,4 +84,23 @@ test("useStepUpFetch() without a provider or options says what to do", () => {
     return null;
   }
   assert.throws(() => renderToString(createElement(Form)), /StepUpProvider/);
+});
+
+test("<StepUpProvider dpop>: requests go out under the DPoP scheme with a proof; without it, Bearer", async () => {
+  const dpop = await createDPoP();
+  const seen: Array<[string | null, boolean]> = [];
+  const fetch = (async (_i: RequestInfo | URL, init?: RequestInit) => {
+    const h = new Headers(init?.headers);
+    seen.push([h.get("authorization"), h.has("dpop")]);
+    return Response.json({ ok: true });
+  }) as typeof globalThis.fetch;
+  const stepUp = async (): Promise<StepUpResult> => ({ kind: "cancelled" });
+  const withDPoP = renderHooks(1, (children) => createElement(StepUpProvider, { getAccessToken: () => "t", stepUp, fetch, dpop }, ...children));
+  await withDPoP.got[0]!("https://app.example.com/api/x");
+  const bearer = renderHooks(1, (children) => createElement(StepUpProvider, { getAccessToken: () => "t", stepUp, fetch }, ...children));
+  await bearer.got[0]!("https://app.example.com/api/x");
+  assert.deepEqual(seen, [
+    ["DPoP t", true],
+    ["Bearer t", false],
+  ]);
 });

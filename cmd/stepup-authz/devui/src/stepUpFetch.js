@@ -24,6 +24,7 @@ import { findStepUpChallenge, parseMaxAge, parseOAuthChallenges } from "./challe
  */
 export async function stepUpFetch(input, init, options) {
     const doFetch = options.fetch ?? globalThis.fetch;
+    const dpop = options.dpop; // one session for the whole call, sends and retries alike
     const coord = coordinatorFor(options.stepUp);
     const target = describe(input, init);
     // Keep a second copy of the body before anything reads the first.
@@ -34,12 +35,12 @@ export async function stepUpFetch(input, init, options) {
         const sendWith = async (token) => {
             const once = async () => {
                 const [i, ini] = bodies.take();
-                const res = await send(doFetch, i, ini, token, options.dpop, target);
-                options.dpop?.rememberNonce(target.url, res);
+                const res = await send(doFetch, i, ini, token, dpop, target);
+                dpop?.rememberNonce(target.url, res);
                 return res;
             };
             const res = await once();
-            if (!options.dpop || !token || !asksForNonce(res))
+            if (!dpop || !token || !asksForNonce(res))
                 return res;
             void res.body?.cancel().catch(() => { });
             return once();
@@ -141,7 +142,11 @@ export async function stepUpRequirement(res) {
     const requiredAcr = bodyAcr ?? challenge?.acrValues[0];
     if (requiredAcr !== undefined)
         req.requiredAcr = requiredAcr;
-    req.acrValues = challenge && challenge.acrValues.length > 0 ? challenge.acrValues : bodyAcr ? [bodyAcr] : [];
+    if (challenge && challenge.acrValues.length > 0)
+        req.acrValues = challenge.acrValues;
+    // A claims challenge names the level in claims, in the IdP's vocabulary: our level name is not for the IdP.
+    else if (bodyAcr && challenge?.error !== "insufficient_claims")
+        req.acrValues = [bodyAcr];
     const maxAge = challenge?.maxAge ?? parseMaxAge(body?.max_age);
     if (maxAge !== undefined)
         req.maxAge = maxAge;
