@@ -3,7 +3,7 @@
 // runs every file under dist/test/).
 import { spawn, spawnSync } from "node:child_process";
 import type { ChildProcess } from "node:child_process";
-import { existsSync, mkdtempSync, rmSync } from "node:fs";
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
@@ -26,7 +26,7 @@ function env(): NodeJS.ProcessEnv {
   return e;
 }
 
-async function freePort(): Promise<number> {
+export async function freePort(): Promise<number> {
   return new Promise((res, rej) => {
     const s = createServer();
     s.once("error", rej);
@@ -102,4 +102,51 @@ export async function mint(idp: string, acr: string, authAgeSeconds = 0, dpop?: 
   const body = (await res.json()) as { access_token: string; token_type: string };
   if (body.token_type !== (dpop ? "DPoP" : "Bearer")) throw new Error(`dev IdP /token: token_type ${body.token_type}`);
   return body.access_token;
+}
+
+export interface Server {
+  grpc: string; // host:port, for dev --authz-addr
+  output: () => string;
+  stop: () => Promise<void>;
+}
+
+/**
+ * Runs `stepup-authz serve` with `config` (YAML; `listen` is set here: gRPC on
+ * `grpc`, else a free port, admin on a free port) and resolves once /readyz
+ * answers 200, i.e. it holds its issuers' keys.
+ */
+export async function startServe(bin: string, config: string, grpc = ""): Promise<Server> {
+  grpc ||= `127.0.0.1:${await freePort()}`;
+  const admin = `127.0.0.1:${await freePort()}`;
+  const dir = mkdtempSync(join(tmpdir(), "stepup-serve-"));
+  const file = join(dir, "config.yaml");
+  writeFileSync(file, `listen: { grpc: "${grpc}", admin: "${admin}" }\n${config}`);
+  const child: ChildProcess = spawn(bin, ["serve", "--config", file], { env: env(), stdio: ["ignore", "pipe", "pipe"] });
+  let out = "";
+  child.stdout!.on("data", (d: Buffer) => (out += d.toString()));
+  child.stderr!.on("data", (d: Buffer) => (out += d.toString()));
+  const exited = new Promise<number | null>((r) => child.once("exit", (code) => r(code)));
+  const stop = async () => {
+    if (child.exitCode === null) {
+      child.kill("SIGTERM");
+      const t = setTimeout(() => child.kill("SIGKILL"), 10_000);
+      await exited;
+      clearTimeout(t);
+    }
+    rmSync(dir, { recursive: true, force: true });
+  };
+  for (const deadline = Date.now() + 30_000; ; ) {
+    if (child.exitCode !== null) {
+      await stop();
+      throw new Error(`stepup-authz serve exited with ${child.exitCode}:\n${out}`);
+    }
+    const ready = await fetch(`http://${admin}/readyz`).then((r) => r.status === 200, () => false);
+    if (ready) break;
+    if (Date.now() > deadline) {
+      await stop();
+      throw new Error(`stepup-authz serve was not ready within 30 s:\n${out}`);
+    }
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  return { grpc, output: () => out, stop };
 }
