@@ -219,14 +219,21 @@ func cloneLayer(l policy.Layer) *policy.Layer {
 	l.RequiredACR.Value = strings.Clone(l.RequiredACR.Value)
 	l.Mode.Value = policy.Mode(strings.Clone(string(l.Mode.Value)))
 	l.Name.Value = strings.Clone(l.Name.Value)
-	if l.MachineScopes.Value != nil {
-		scopes := make([]string, len(l.MachineScopes.Value))
-		for i, sc := range l.MachineScopes.Value {
-			scopes[i] = strings.Clone(sc)
-		}
-		l.MachineScopes.Value = scopes
-	}
+	l.ResourcePath.Value = strings.Clone(l.ResourcePath.Value)
+	l.MachineScopes.Value = cloneStrings(l.MachineScopes.Value)
+	l.RequiredScopes.Value = cloneStrings(l.RequiredScopes.Value)
 	return &l
+}
+
+func cloneStrings(in []string) []string {
+	if in == nil {
+		return nil
+	}
+	out := make([]string, len(in))
+	for i, s := range in {
+		out[i] = strings.Clone(s)
+	}
+	return out
 }
 
 // metadataKey appends an encoding of md that is equal for two Structs exactly

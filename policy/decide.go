@@ -24,8 +24,12 @@ type Decision struct {
 	Level string
 }
 
-// Allowed reports whether the request may proceed.
-func (d *Decision) Allowed() bool { return OutcomeOf(d.Reason) == Allow }
+// Allowed reports whether the decision is not a denial: the request goes
+// upstream, or (metadata_served) the server answered it itself.
+func (d *Decision) Allowed() bool {
+	o := OutcomeOf(d.Reason)
+	return o == Allow || o == Served
+}
 
 // Outcome is the decision-table row this decision falls in.
 func (d *Decision) Outcome() Outcome { return OutcomeOf(d.Reason) }
@@ -64,10 +68,9 @@ func Decide(c *Claims, p *Policy, rules *IssuerRules, s *Settings, now time.Time
 		d.Machine = true
 		// A machine can't step up: on a step-up route it needs scopes that
 		// the route grants to machines, and without any it is refused.
-		if !p.NeedsStepUp() && len(p.MachineScopes) == 0 {
-			return d
-		}
-		if len(p.MachineScopes) == 0 || !hasAllScopes(p.MachineScopes, c.Scopes) {
+		switch {
+		case p.NeedsStepUp() && len(p.MachineScopes) == 0,
+			!hasAllScopes(p.MachineScopes, c.Scopes), !hasAllScopes(p.RequiredScopes, c.Scopes):
 			d.Reason = ReasonScopeMissing
 		}
 		return d
@@ -87,9 +90,16 @@ func Decide(c *Claims, p *Policy, rules *IssuerRules, s *Settings, now time.Time
 		switch {
 		case c.AuthTime.IsZero():
 			d.Reason = ReasonAuthTimeMissing
+			return d
 		case tooOld(c.AuthTime, now, p.MaxAge, s.ClockSkew):
 			d.Reason = ReasonAuthTooOld
+			return d
 		}
+	}
+	// Scopes come last: a user who must also step up is asked to step up
+	// first, and the new token is then asked for the scopes (CONTRACT.md).
+	if !hasAllScopes(p.RequiredScopes, c.Scopes) {
+		d.Reason = ReasonScopeMissing
 	}
 	return d
 }

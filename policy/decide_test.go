@@ -52,6 +52,12 @@ func machine(scopes ...string) *Claims {
 	return &Claims{Issuer: "https://idp.example.com", Subject: "payout-batch", ClientID: "payout-batch", Scopes: scopes}
 }
 
+// withScopes gives c the scopes.
+func withScopes(c *Claims, scopes ...string) *Claims {
+	c.Scopes = scopes
+	return c
+}
+
 func aal2Route() Policy { return Policy{RequiredACR: "aal2"} }
 func aal2Fresh5m() Policy {
 	return Policy{RequiredACR: "aal2", MaxAge: 5 * time.Minute, HasMaxAge: true}
@@ -146,6 +152,21 @@ func TestDecide(t *testing.T) {
 		{name: "the zero machine rule is rfc9068", claims: &Claims{Subject: "user-1", ClientID: "web-app"}, policy: aal2Route(), settings: &Settings{Levels: DefaultLevels, ClockSkew: testSkew}, want: ReasonACRMissing},
 		{name: "a human token on a scopes-only route is allowed without scopes", claims: human("", time.Time{}), policy: Policy{MachineScopes: []string{"payouts:write"}}, want: ReasonAllowed},
 		{name: "a human token on a step-up route with machine_scopes still needs step-up", claims: human("aal1", ago(time.Minute)), policy: Policy{RequiredACR: "aal2", MachineScopes: []string{"payouts:write"}}, want: ReasonACRTooLow, wantLevel: "aal1"},
+
+		// required_scopes: every token, human or machine; after level and freshness
+		{name: "a human token with every required scope is allowed", claims: withScopes(human("aal1", ago(time.Minute)), "mcp:tools", "openid"), policy: Policy{RequiredScopes: []string{"mcp:tools"}}, want: ReasonAllowed, wantLevel: "aal1"},
+		{name: "a human token without a required scope is scope_missing", claims: withScopes(human("aal2", ago(time.Minute)), "openid"), policy: Policy{RequiredScopes: []string{"mcp:tools"}}, want: ReasonScopeMissing, wantLevel: "aal2"},
+		{name: "a human token with no scopes at all is scope_missing", claims: human("aal2", ago(time.Minute)), policy: Policy{RequiredScopes: []string{"mcp:tools"}}, want: ReasonScopeMissing, wantLevel: "aal2"},
+		{name: "a human token missing one of two required scopes is scope_missing", claims: withScopes(human("aal2", ago(time.Minute)), "mcp:tools"), policy: Policy{RequiredScopes: []string{"mcp:tools", "mcp:resources"}}, want: ReasonScopeMissing, wantLevel: "aal2"},
+		{name: "level is checked before scopes: a low acr without the scope is acr_too_low", claims: human("aal1", ago(time.Minute)), policy: Policy{RequiredACR: "aal2", RequiredScopes: []string{"mcp:tools"}}, want: ReasonACRTooLow, wantLevel: "aal1"},
+		{name: "freshness is checked before scopes: an old sign-in without the scope is auth_too_old", claims: human("aal2", ago(time.Hour)), policy: Policy{RequiredACR: "aal2", MaxAge: time.Minute, HasMaxAge: true, RequiredScopes: []string{"mcp:tools"}}, want: ReasonAuthTooOld, wantLevel: "aal2"},
+		{name: "a fresh aal2 token without the scope is then scope_missing", claims: human("aal2", ago(time.Second)), policy: Policy{RequiredACR: "aal2", MaxAge: time.Minute, HasMaxAge: true, RequiredScopes: []string{"mcp:tools"}}, want: ReasonScopeMissing, wantLevel: "aal2"},
+		{name: "a machine token with the required scope on a route without step-up is allowed", claims: machine("mcp:tools"), policy: Policy{RequiredScopes: []string{"mcp:tools"}}, want: ReasonAllowed, wantMach: true},
+		{name: "a machine token without the required scope is scope_missing", claims: machine("payouts:write"), policy: Policy{RequiredScopes: []string{"mcp:tools"}}, want: ReasonScopeMissing, wantMach: true},
+		{name: "a machine token needs required_scopes and machine_scopes: machine_scopes alone is scope_missing", claims: machine("payouts:write"), policy: Policy{RequiredACR: "aal2", MachineScopes: []string{"payouts:write"}, RequiredScopes: []string{"mcp:tools"}}, want: ReasonScopeMissing, wantMach: true},
+		{name: "a machine token needs required_scopes and machine_scopes: required_scopes alone is scope_missing", claims: machine("mcp:tools"), policy: Policy{RequiredACR: "aal2", MachineScopes: []string{"payouts:write"}, RequiredScopes: []string{"mcp:tools"}}, want: ReasonScopeMissing, wantMach: true},
+		{name: "a machine token with required_scopes and machine_scopes is allowed", claims: machine("mcp:tools", "payouts:write"), policy: Policy{RequiredACR: "aal2", MachineScopes: []string{"payouts:write"}, RequiredScopes: []string{"mcp:tools"}}, want: ReasonAllowed, wantMach: true},
+		{name: "required_scopes do not stand in for machine_scopes on a step-up route", claims: machine("mcp:tools"), policy: Policy{RequiredACR: "aal2", RequiredScopes: []string{"mcp:tools"}}, want: ReasonScopeMissing, wantMach: true},
 
 		// custom ladders
 		{name: "a custom ladder ranks its own levels", claims: human("silver", ago(time.Minute)), policy: Policy{RequiredACR: "bronze"}, rules: &IssuerRules{}, settings: &Settings{Levels: Levels{"bronze", "silver", "gold"}, ClockSkew: testSkew}, want: ReasonAllowed, wantLevel: "silver"},
@@ -320,7 +341,7 @@ func TestReasonsIsTheContractVocabulary(t *testing.T) {
 		// Added in December 2026 (sender-constrained tokens).
 		"proof_invalid", "nonce_required", "sender_constraint_missing", "replay_store_unavailable",
 		// Added in December 2026 (CONTRACT.md, "Opaque and lightweight tokens").
-		"introspection_unavailable",
+		"introspection_unavailable", "metadata_served",
 	}
 	got := make([]string, len(Reasons))
 	for i, r := range Reasons {

@@ -34,9 +34,15 @@ func checkLayer(t *testing.T, l Layer) {
 			t.Fatalf("max_age %v is negative or not whole seconds", d)
 		}
 	}
-	for _, s := range l.MachineScopes.Value {
+	for _, s := range append(append([]string(nil), l.MachineScopes.Value...), l.RequiredScopes.Value...) {
 		if checkScopeToken(s) != nil {
 			t.Fatalf("scope %q is not an RFC 6749 scope-token", s)
+		}
+	}
+	// resource_path goes into a quoted header parameter and a URL as it is.
+	if rp := l.ResourcePath.Value; rp != "" {
+		if n, err := NormalizePath(rp); err != nil || n != rp || rp[0] != '/' || checkHeaderSafe(rp) != nil {
+			t.Fatalf("resource_path %q is not a normalised, header-safe path", rp)
 		}
 	}
 	switch l.Mode.Value {
@@ -73,6 +79,9 @@ func FuzzParseMetadata(f *testing.F) {
 		`{"mode":"OFF"}`,
 		`{"name":"a\nb"}`,
 		`{"required_acr":null}`,
+		`{"resource_path":"/mcp","required_scopes":["mcp:tools"]}`,
+		`{"resource_path":"/a/../mcp","required_scopes":"a b"}`,
+		`{"resource_path":"mcp"}`,
 	} {
 		f.Add([]byte(s))
 	}
@@ -111,6 +120,8 @@ func FuzzParseContextExtensions(f *testing.F) {
 	f.Add("required_acr", "", "max_age", "")
 	f.Add("max_age", "0x10", "mode", "dry_run")
 	f.Add("max_age", "1.5s", "required_acr", "AAL2")
+	f.Add("resource_path", "/mcp", "required_scopes", "mcp:tools mcp:read")
+	f.Add("resource_path", "/m\"cp", "required_scopes", "")
 	f.Fuzz(func(t *testing.T, k1, v1, k2, v2 string) {
 		m := map[string]string{k1: v1, k2: v2}
 		l, err := ParseContextExtensions(m, fuzzLevels)

@@ -30,6 +30,11 @@ type Policy struct {
 	Name          string
 	// SenderConstraint is the binding the token must carry ("" for none).
 	SenderConstraint SenderConstraint
+	// ResourcePath is appended to the resource identifier (RFC 9728 §3.3):
+	// "/mcp" makes it the URL an MCP client connects to. "" for none.
+	ResourcePath string
+	// RequiredScopes must all be carried by every token, human or machine.
+	RequiredScopes []string
 }
 
 // NeedsStepUp reports whether the policy has a human step-up requirement.
@@ -52,10 +57,14 @@ const (
 	FieldName          = "name"
 	// FieldSenderConstraint is sender_constraint (sender.go).
 	FieldSenderConstraint = "sender_constraint"
+	// FieldResourcePath and FieldRequiredScopes are resource.go's.
+	FieldResourcePath   = "resource_path"
+	FieldRequiredScopes = "required_scopes"
 )
 
 // Fields lists the policy fields in a stable order.
-var Fields = []string{FieldRequiredACR, FieldMaxAge, FieldMachineScopes, FieldMode, FieldName, FieldSenderConstraint}
+var Fields = []string{FieldRequiredACR, FieldMaxAge, FieldMachineScopes, FieldMode, FieldName, FieldSenderConstraint,
+	FieldResourcePath, FieldRequiredScopes}
 
 // Layer is what one source says about a policy. A field that is Set with a
 // zero value was cleared on purpose (the source wrote ""), which lets a route
@@ -68,6 +77,8 @@ type Layer struct {
 	Name          Field[string]
 	// SenderConstraint holds only the package's constants (parseSenderConstraint).
 	SenderConstraint Field[SenderConstraint]
+	ResourcePath     Field[string]
+	RequiredScopes   Field[[]string]
 }
 
 // Field is one optional policy value.
@@ -81,7 +92,7 @@ func set[T any](v T) Field[T] { return Field[T]{Set: true, Value: v} }
 // IsZero reports whether the layer says nothing at all.
 func (l *Layer) IsZero() bool {
 	return !l.RequiredACR.Set && !l.MaxAge.Set && !l.MachineScopes.Set && !l.Mode.Set && !l.Name.Set &&
-		!l.SenderConstraint.Set
+		!l.SenderConstraint.Set && !l.ResourcePath.Set && !l.RequiredScopes.Set
 }
 
 // SetFields lists the fields this layer sets, in Fields order.
@@ -109,6 +120,10 @@ func (l *Layer) isSet(field string) bool {
 		return l.Name.Set
 	case FieldSenderConstraint:
 		return l.SenderConstraint.Set
+	case FieldResourcePath:
+		return l.ResourcePath.Set
+	case FieldRequiredScopes:
+		return l.RequiredScopes.Set
 	}
 	return false
 }
@@ -137,6 +152,12 @@ func (p Policy) String() string {
 	}
 	if p.SenderConstraint != SenderNone {
 		add(FieldSenderConstraint, string(p.SenderConstraint))
+	}
+	if p.ResourcePath != "" {
+		add(FieldResourcePath, p.ResourcePath)
+	}
+	if len(p.RequiredScopes) > 0 {
+		add(FieldRequiredScopes, strings.Join(p.RequiredScopes, " "))
 	}
 	b.WriteString("}")
 	return b.String()

@@ -25,6 +25,9 @@ const (
 	// ReasonIntrospectionUnavailable: the issuer's introspection endpoint could
 	// not say whether the token is active (RFC 7662; 503).
 	ReasonIntrospectionUnavailable Reason = "introspection_unavailable"
+	// ReasonMetadataServed: the request fetched the protected resource
+	// metadata document (RFC 9728 §3), which the server answered itself.
+	ReasonMetadataServed Reason = "metadata_served"
 )
 
 // Reasons lists every reason, for metrics that pre-register their labels.
@@ -33,7 +36,7 @@ var Reasons = []Reason{
 	ReasonACRTooLow, ReasonACRMissing, ReasonAuthTimeMissing, ReasonAuthTooOld,
 	ReasonScopeMissing, ReasonKeysUnavailable, ReasonPolicyError,
 	ReasonProofInvalid, ReasonNonceRequired, ReasonSenderConstraintMissing, ReasonReplayStoreUnavailable,
-	ReasonIntrospectionUnavailable,
+	ReasonIntrospectionUnavailable, ReasonMetadataServed,
 }
 
 // Outcome is what a decision asks the proxy to do; each maps to one row of
@@ -47,13 +50,16 @@ const (
 	Unauthorized
 	// StepUp asks the user to authenticate again, stronger or more recently (401, RFC 9470).
 	StepUp
-	// InsufficientScope is a machine token without the route's scopes (403).
+	// InsufficientScope is a token without the route's scopes (403).
 	InsufficientScope
 	// Unavailable means no keys were ever obtained for the token's issuer, or
 	// its introspection endpoint could not answer (503).
 	Unavailable
 	// PolicyFailure is a policy value that cannot be understood (500).
 	PolicyFailure
+	// Served is a request the server answered itself with the protected
+	// resource metadata document (200): not a denial, but nothing goes upstream.
+	Served
 )
 
 // OutcomeOf returns the outcome that a denial for reason r produces.
@@ -70,6 +76,8 @@ func OutcomeOf(r Reason) Outcome {
 		return InsufficientScope
 	case ReasonKeysUnavailable, ReasonReplayStoreUnavailable, ReasonIntrospectionUnavailable:
 		return Unavailable
+	case ReasonMetadataServed:
+		return Served
 	default:
 		return PolicyFailure
 	}

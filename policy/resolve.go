@@ -36,7 +36,7 @@ func Merge(layers ...Sourced) Policy {
 // merge is Resolve, recording provenance in prov when it is not nil.
 func merge(layers []Sourced, prov Provenance) Policy {
 	var p Policy
-	var done [6]bool
+	var done [8]bool
 	for _, s := range layers {
 		l := &s.Layer
 		if !done[0] && l.RequiredACR.Set {
@@ -88,6 +88,20 @@ func merge(layers []Sourced, prov Provenance) Policy {
 			p.SenderConstraint = l.SenderConstraint.Value
 			if prov != nil {
 				prov[FieldSenderConstraint] = s.String()
+			}
+		}
+		if !done[6] && l.ResourcePath.Set {
+			done[6] = true
+			p.ResourcePath = l.ResourcePath.Value
+			if prov != nil {
+				prov[FieldResourcePath] = s.String()
+			}
+		}
+		if !done[7] && l.RequiredScopes.Set {
+			done[7] = true
+			p.RequiredScopes = l.RequiredScopes.Value
+			if prov != nil {
+				prov[FieldRequiredScopes] = s.String()
 			}
 		}
 	}

@@ -144,6 +144,18 @@ func (l *Layer) setField(key string, v any, levels Levels) *FieldError {
 			return fail("%v", err)
 		}
 		l.SenderConstraint = set(sc)
+	case FieldResourcePath:
+		rp, err := parseResourcePath(v)
+		if err != nil {
+			return fail("%v", err)
+		}
+		l.ResourcePath = set(rp)
+	case FieldRequiredScopes:
+		scopes, err := parseScopes(v)
+		if err != nil {
+			return fail("%v", err)
+		}
+		l.RequiredScopes = set(scopes)
 	default:
 		return fail("unknown policy field (known: %s)", strings.Join(Fields, ", "))
 	}

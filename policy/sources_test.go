@@ -327,7 +327,7 @@ func TestParseMetadataUnknownKey(t *testing.T) {
 		meta    map[string]any
 		wantErr []string
 	}{
-		{name: "a misspelt requried_acr is an error naming it", meta: map[string]any{"requried_acr": "aal2"}, wantErr: []string{"requried_acr: unknown policy field (known: required_acr, max_age, machine_scopes, mode, name, sender_constraint)"}},
+		{name: "a misspelt requried_acr is an error naming it", meta: map[string]any{"requried_acr": "aal2"}, wantErr: []string{"requried_acr: unknown policy field (known: required_acr, max_age, machine_scopes, mode, name, sender_constraint, resource_path, required_scopes)"}},
 		{name: "a misspelt key is an error even next to valid ones", meta: map[string]any{"required_acr": "aal2", "maxage": "5m"}, wantErr: []string{"maxage: unknown policy field"}},
 		{name: "keys are case-sensitive", meta: map[string]any{"Required_ACR": "aal2"}, wantErr: []string{"Required_ACR: unknown policy field"}},
 	}
@@ -390,7 +390,7 @@ func TestParseErrorsAreReportedTogether(t *testing.T) {
 			wantText: `max_age: "-5m" is negative; ` +
 				`mode: "audit" is not one of enforce, dry_run, off; ` +
 				`required_acr: "aal9" is not one of acr_levels [aal1 aal2 aal3]; ` +
-				`requried_acr: unknown policy field (known: required_acr, max_age, machine_scopes, mode, name, sender_constraint)`,
+				`requried_acr: unknown policy field (known: required_acr, max_age, machine_scopes, mode, name, sender_constraint, resource_path, required_scopes)`,
 		},
 		{
 			name: "context extensions report every bad field, in field order",

@@ -42,7 +42,7 @@ var (
 	routeKeys   = []string{
 		"name", "match",
 		policy.FieldRequiredACR, policy.FieldMaxAge, policy.FieldMachineScopes, policy.FieldMode,
-		policy.FieldSenderConstraint,
+		policy.FieldSenderConstraint, policy.FieldResourcePath, policy.FieldRequiredScopes,
 	}
 	matchKeys   = []string{"hosts", "path", "path_prefix", "path_regex", "methods"}
 	pathMatches = []string{"path", "path_prefix", "path_regex"}
