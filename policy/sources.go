@@ -309,3 +309,6 @@ func describe(v any) string {
 		return fmt.Sprintf("%T", v)
 	}
 }
+
+// CheckScopeToken is checkScopeToken for config validation outside this package.
+func CheckScopeToken(s string) error { return checkScopeToken(s) }

@@ -83,6 +83,8 @@ type Config struct {
 	// DPoP and MTLS hold their defaults when the blocks are absent (dpop.go).
 	DPoP DPoP
 	MTLS MTLS
+	// ProtectedResource is the protected_resource: block (resource.go); nil when absent.
+	ProtectedResource *ProtectedResource
 }
 
 // Listen holds the listen addresses.
@@ -203,10 +205,15 @@ var Keys = []string{
 	"dpop.replay_store.tls",
 	"dpop.replay_store.max_entries",
 	"mtls.certificate_from",
+	"protected_resource.base_url",
+	"protected_resource.authorization_servers",
+	"protected_resource.scopes_supported",
+	"protected_resource.resource_name",
 }
 
 // structuredKeys take YAML text as their override value.
-var structuredKeys = map[string]bool{"issuers": true, "acr_levels": true, "policy": true, "dpop.algorithms": true}
+var structuredKeys = map[string]bool{"issuers": true, "acr_levels": true, "policy": true, "dpop.algorithms": true,
+	"protected_resource.authorization_servers": true, "protected_resource.scopes_supported": true}
 
 // boolKeys take true or false (strconv.ParseBool's spellings) as their override value.
 var boolKeys = map[string]bool{"listen.reflection": true, "tracing.enabled": true, "tracing.include_subject": true,

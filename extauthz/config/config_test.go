@@ -430,7 +430,7 @@ func TestEnvKeyNames(t *testing.T) {
 // TestKeysAreSchemaKeys keeps Keys in step with what the walker accepts.
 func TestKeysAreSchemaKeys(t *testing.T) {
 	schema := map[string][]string{"": topKeys, "listen": listenKeys, "listen.tls": tlsKeys, "log": logKeys, "tracing": tracingKeys,
-		"dpop": dpopKeys, "dpop.replay_store": replayKeys, "mtls": mtlsKeys}
+		"dpop": dpopKeys, "dpop.replay_store": replayKeys, "mtls": mtlsKeys, "protected_resource": protectedResourceKeys}
 	for _, key := range Keys {
 		parent, leaf := "", key
 		if i := strings.LastIndex(key, "."); i >= 0 {

@@ -26,7 +26,7 @@ var (
 		"listen", "issuers", "clock_skew", "acr_levels", "metadata_namespace",
 		"machine_tokens", "jwks_refresh_interval", "token_cache_size", "log", "policy",
 		"tracing",
-		"dpop", "mtls",
+		"dpop", "mtls", "protected_resource",
 	}
 	listenKeys = []string{"grpc", "admin", "reflection", "codec", "tls"}
 	tlsKeys    = []string{"cert_file", "key_file", "client_ca_file"}
@@ -132,6 +132,11 @@ func build(root map[string]any, w *walker) *Config {
 	}
 	cfg.DPoP = b.dpop(root["dpop"])
 	cfg.MTLS = b.mtls(root["mtls"])
+	if v := root["protected_resource"]; v != nil {
+		if cfg.ProtectedResource = b.protectedResource(v, cfg.Issuers); cfg.ProtectedResource != nil && root["dpop"] != nil {
+			cfg.ProtectedResource.DPoPAlgorithms = cfg.DPoP.Algorithms
+		}
+	}
 	return cfg
 }
 
