@@ -67,7 +67,7 @@ func dpopDenial(o *outcome) *authv3.DeniedHttpResponse {
 	case d.Outcome() == policy.StepUp:
 		dr = dpopChallenge(stepUpResponse(d, o.rules, o.stepUps), o.dpop.algs)
 	case d.Outcome() == policy.InsufficientScope:
-		dr = dpopChallenge(scopeResponse(&d.Policy), o.dpop.algs)
+		dr = dpopChallenge(scopeResponse(d), o.dpop.algs)
 	}
 	if dr != nil && o.dpop.nonce != "" {
 		dr.Headers = append(dr.Headers, header(HeaderDPoPNonce, o.dpop.nonce))

@@ -39,6 +39,8 @@ type Engine struct {
 	stepUps stepUpMemo
 	// sender holds the DPoP and mTLS settings (sender.go).
 	sender *senderState
+	// resource is protected_resource (resource.go); nil when not configured.
+	resource *protectedResource
 }
 
 // EngineOptions tune an Engine; zero values are usable.
@@ -103,6 +105,7 @@ func NewEngine(cfg *config.Config, keys *token.KeySets, opts EngineOptions) (*En
 	}
 	return &Engine{
 		sender:    sender,
+		resource:  newProtectedResource(cfg.ProtectedResource),
 		cfg:       cfg,
 		settings:  cfg.Settings(),
 		namespace: cfg.MetadataNamespace,

@@ -92,6 +92,11 @@ type outcome struct {
 	stepUps *stepUpMemo
 	// dpop is what DPoP changes in the response (dpop_response.go).
 	dpop dpopOutcome
+	// document is the protected resource metadata document's response, when
+	// the request fetched it (resource.go).
+	document *authv3.DeniedHttpResponse
+	// resourceMetadata, when set, goes on every challenge as resource_metadata.
+	resourceMetadata string
 }
 
 // buildResponse writes the CheckResponse for a decision. Every response sets
@@ -100,11 +105,18 @@ type outcome struct {
 // would answer with its own status_on_error and no body (ENVOY.md §2).
 func buildResponse(o *outcome, a *attributes) *authv3.CheckResponse {
 	d := &o.decision
+	if o.document != nil {
+		return &authv3.CheckResponse{
+			Status:          statusDenied,
+			HttpResponse:    &authv3.CheckResponse_DeniedResponse{DeniedResponse: o.document},
+			DynamicMetadata: dynamicMetadata(o),
+		}
+	}
 	if d.Allowed() || o.dryRun {
 		return okResponse(o, a)
 	}
 	dr := dpopDenial(o)
-	if dr == nil && d.Policy.Name == "" {
+	if dr == nil && d.Policy.Name == "" && o.resourceMetadata == "" {
 		if resp, ok := fixedDenials[d.Reason]; ok {
 			return resp
 		}
@@ -119,11 +131,14 @@ func buildResponse(o *outcome, a *attributes) *authv3.CheckResponse {
 	case d.Outcome() == policy.StepUp:
 		dr = stepUpResponse(d, o.rules, o.stepUps)
 	case d.Outcome() == policy.InsufficientScope:
-		dr = scopeResponse(&d.Policy)
+		dr = scopeResponse(d)
 	case d.Outcome() == policy.Unavailable:
 		dr = deniedUnavailable
 	default:
 		dr = deniedPolicyError
+	}
+	if o.resourceMetadata != "" {
+		dr = withResourceMetadata(dr, o.resourceMetadata)
 	}
 	// The response and its oneof wrapper in one allocation.
 	blk := &struct {
@@ -298,12 +313,13 @@ func stepUpDescription(r policy.Reason) string {
 }
 
 // scopeResponse is RFC 6750 §3.1 insufficient_scope, naming the scopes the
-// route requires of machine tokens (no scope parameter when it names none).
-func scopeResponse(p *policy.Policy) *authv3.DeniedHttpResponse {
+// route requires of this token (Decision.ChallengeScopes; no scope parameter
+// when it names none).
+func scopeResponse(d *policy.Decision) *authv3.DeniedHttpResponse {
 	challenge := `Bearer error="insufficient_scope"`
-	if len(p.MachineScopes) > 0 {
+	if scopes := d.ChallengeScopes(); len(scopes) > 0 {
 		// Scopes are RFC 6749 scope-tokens, checked when parsed: no quotes.
-		challenge += `, scope="` + strings.Join(p.MachineScopes, " ") + `"`
+		challenge += `, scope="` + strings.Join(scopes, " ") + `"`
 	}
 	return denied(typev3.StatusCode_Forbidden, `{"error":"insufficient_scope"}`, challenge)
 }

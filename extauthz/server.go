@@ -139,6 +139,16 @@ func (s *Server) evaluate(ctx context.Context, req *authv3.CheckRequest, opts ev
 	var prov policy.Provenance
 	var cache cacheOutcome
 
+	// RFC 9728 §3: the metadata document is answered whatever the route's
+	// policy, before it is resolved (a policy error must not hide it).
+	if e.resource != nil {
+		if o.document = e.resource.document(&a); o.document != nil {
+			o.decision = policy.Decision{Reason: policy.ReasonMetadataServed}
+			s.report(ctx, &o, &a)
+			return Result{Decision: o.decision, Response: buildResponse(&o, &a), cache: cacheNone}
+		}
+	}
+
 	p, prov, err := e.resolve(&a, opts.provenance)
 	switch {
 	case err != nil:
@@ -149,6 +159,9 @@ func (s *Server) evaluate(ctx context.Context, req *authv3.CheckRequest, opts ev
 		o.decision, o.claims, o.rules, cache = s.judge(ctx, e, &a, &p, opts.answerBy)
 		o.dryRun = p.EffectiveMode() == policy.ModeDryRun && !o.decision.Allowed()
 		o.dpop = e.sender.outcome(a.authScheme, &o.decision, s.now())
+	}
+	if e.resource != nil && !o.decision.Allowed() && !o.dryRun {
+		o.resourceMetadata = e.resource.metadataURL(&a, o.decision.Policy.ResourcePath)
 	}
 
 	s.report(ctx, &o, &a)

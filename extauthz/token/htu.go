@@ -159,3 +159,18 @@ func isUnreserved(c byte) bool {
 	return 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' ||
 		c == '-' || c == '.' || c == '_' || c == '~'
 }
+
+// RequestOrigin is RequestURL's scheme://authority without a path, normalised
+// the same way: the base of RFC 9728 resource identifiers derived per request
+// ("as for htu", CONTRACT.md).
+func RequestOrigin(forwardedProto, scheme, authority string) (string, error) {
+	u, err := RequestURL(forwardedProto, scheme, authority, "/")
+	if err != nil {
+		return "", err
+	}
+	origin := strings.TrimSuffix(u, "/")
+	if strings.Contains(origin[strings.Index(origin, "://")+3:], "/") {
+		return "", errors.New("the request's :authority holds a path")
+	}
+	return origin, nil
+}
