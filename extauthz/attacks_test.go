@@ -302,6 +302,8 @@ const (
 	introspectionDown
 	// wireRow is an exact denial of a sender-constrained row (attacks_dpop_test.go).
 	wireRow
+	// servedRow is the protected resource metadata document (attacks_resource_test.go).
+	servedRow
 )
 
 type expectation struct {
@@ -310,6 +312,8 @@ type expectation struct {
 	detail string
 	// denial is the response of a wire row.
 	denial *wireDenial
+	// resource is the document's resource of a served row.
+	resource string
 }
 
 func accept() expectation            { return expectation{kind: accepted} }
@@ -325,6 +329,8 @@ func (e expectation) String() string {
 		return "503 `introspection_unavailable`"
 	case wireRow:
 		return e.denial.label
+	case servedRow:
+		return "200 metadata document (`metadata_served`)"
 	default:
 		return "401 `invalid_token`"
 	}
@@ -614,6 +620,7 @@ func TestAttackTokens(t *testing.T) {
 	rows = append(rows, introspectionAttackRows(t)...)
 	rows = append(rows, senderAttackRows(t)...)
 	rows = append(rows, entraAttackRows(t)...)
+	rows = append(rows, resourceAttackRows(t)...)
 	invalid := denial{401, `{"error":"unauthorized"}`, `Bearer error="invalid_token"`}
 	for _, row := range rows {
 		t.Run(row.name, func(t *testing.T) {
@@ -645,6 +652,10 @@ func TestAttackTokens(t *testing.T) {
 			case introspectionDown:
 				expectDenied(t, resp, denial{503, `{"error":"temporarily_unavailable"}`, ""})
 				expectReason(t, resp, "deny", "introspection_unavailable")
+			case servedRow:
+				if doc := served(t, resp); doc["resource"] != row.want.resource {
+					t.Errorf("resource %v, want %s", doc["resource"], row.want.resource)
+				}
 			case wireRow:
 				row.want.denial.check(t, resp)
 				if row.want.detail != "" {
