@@ -68,7 +68,7 @@ func TestProtectedResourceFromEnvironment(t *testing.T) {
 	}
 	t.Setenv("STEPUP_PROTECTED_RESOURCE_BASE_URL", "ftp://x")
 	_, err = Parse([]byte(twoIssuers), NewViper())
-	if err == nil || err.Error() != `environment variable STEPUP_PROTECTED_RESOURCE_BASE_URL: protected_resource.base_url: "ftp://x" must use https (http is allowed only on loopback hosts 127.0.0.1, ::1, localhost)` {
+	if err == nil || err.Error() != `environment variable STEPUP_PROTECTED_RESOURCE_BASE_URL: protected_resource.base_url: "ftp://x" must use https (`+loopbackRule+`)` {
 		t.Errorf("%v", err)
 	}
 }
