@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"reflect"
+	"strings"
 	"testing"
 	"time"
 
@@ -253,4 +254,32 @@ func TestResourceMetadataOnEveryChallenge(t *testing.T) {
 		expectDenied(t, h.check(t, req{path: "/other", headers: with(user("aal1", 0, "")), extensions: map[string]string{"resource_path": "/ext", "required_scopes": "a:b c:d"}}),
 			denial{403, `{"error":"insufficient_scope"}`, `Bearer error="insufficient_scope", scope="a:b c:d", resource_metadata="https://app.example.com/.well-known/oauth-protected-resource/ext"`})
 	})
+}
+
+// CONTRACT.md, "Identity-provider dialects": the Entra claims challenge has
+// exactly its parameters, plus resource_metadata when protected_resource is
+// configured; and the RFC 9470 challenge of the other issuer gets it too.
+func TestEntraChallengeCarriesResourceMetadata(t *testing.T) {
+	e, r := newDevIdP(t), newDevIdP(t)
+	cfg := strings.NewReplacer("{{E}}", e.Issuer, "{{R}}", r.Issuer).Replace(entraConfig) +
+		"protected_resource: { base_url: \"https://api.example.com\" }\n"
+	h := startIntrospected(t, cfg).harness
+	mint := func(idp *devidp.IdP, c devidp.Claims) string {
+		c["sub"] = "user-1"
+		tok, err := idp.Mint(c)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return tok
+	}
+	const rm = `, resource_metadata="https://api.example.com/.well-known/oauth-protected-resource/api"`
+	md := map[string]any{"required_acr": "aal2", "resource_path": "/api"}
+	post := func(tok string) req {
+		return req{method: "POST", path: "/api/payout-destination", headers: map[string]string{"authorization": "Bearer " + tok}, metadata: md}
+	}
+	expectDenied(t, h.check(t, post(mint(e, devidp.Claims{"acrs": []string{"c7"}}))),
+		denial{401, `{"error":"step_up_required","required_acr":"aal2"}`, entraClaimsChallenge("A stronger authentication is required", "c1") + rm})
+	expectDenied(t, h.check(t, post(mint(r, devidp.Claims{"acr": "aal1"}))),
+		denial{401, `{"error":"step_up_required","required_acr":"aal2"}`,
+			`Bearer error="insufficient_user_authentication", error_description="A stronger authentication is required", acr_values="aal2"` + rm})
 }
