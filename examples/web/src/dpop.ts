@@ -53,7 +53,10 @@ export const DPOP_ALG = "ES256";
  * given), its public JWK and thumbprint, proofs, and the nonces servers sent.
  */
 export async function createDPoP(options: DPoPOptions = {}): Promise<DPoP> {
-  const subtle = globalThis.crypto.subtle;
+  const subtle = globalThis.crypto?.subtle;
+  if (!subtle) {
+    throw new TypeError("DPoP: crypto.subtle is missing; browsers offer WebCrypto only in secure contexts (https, or http://localhost)");
+  }
   const keyPair =
     options.keyPair ??
     // extractable: false applies to the private key; a public key is always exportable.

@@ -44,7 +44,7 @@ test("the key pair: ECDSA P-256, the private key non-extractable, the thumbprint
   assert.equal((header.jwk as { x: string }).x, given.publicJwk.x);
 });
 
-test("createDPoP's own private key cannot be exported", async () => {
+test("createDPoP asks WebCrypto for a non-extractable ECDSA P-256 key pair", async () => {
   // generateKey is observed: createDPoP must ask for a non-extractable pair.
   const subtle = globalThis.crypto.subtle;
   const original = subtle.generateKey.bind(subtle);
@@ -326,4 +326,15 @@ test("Entra's claims challenge and resource_metadata reach stepUp", async () => 
   assert.equal(prompts[0]!.requiredAcr, "aal2");
   assert.deepEqual(prompts[0]!.acrValues, [], "the level is in claims, in the IdP's vocabulary; aal2 is ours");
   assert.equal(prompts[0]!.maxAge, undefined);
+});
+
+test("without WebCrypto (an http page that is not localhost) createDPoP says why", async () => {
+  const desc = Object.getOwnPropertyDescriptor(globalThis, "crypto")!;
+  Object.defineProperty(globalThis, "crypto", { value: {}, configurable: true });
+  try {
+    await assert.rejects(createDPoP(), /crypto\.subtle is missing; browsers offer WebCrypto only in secure contexts/);
+  } finally {
+    Object.defineProperty(globalThis, "crypto", desc);
+  }
+  assert.ok(globalThis.crypto.subtle, "restored");
 });
