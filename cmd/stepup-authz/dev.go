@@ -353,6 +353,7 @@ func (b *devBanner) print(w io.Writer) {
 	fmt.Fprintf(w, "  front proxy               http://%s   (Envoy bootstrap: %s)\n", f.proxyAddr, b.bootstrap)
 	if f.authzAddr == "" {
 		fmt.Fprintf(w, "  demo page                 http://%s/   (Change bank account: Save -> confirm it's you -> Saved.)\n", f.proxyAddr)
+		fmt.Fprintf(w, "                            http://%s/?dpop   (the same with DPoP-bound tokens, RFC 9449)\n", f.proxyAddr)
 	} else {
 		fmt.Fprintf(w, "  demo page                 http://%s/   (only if your server lets GET / and /devui/ through without a token)\n", f.proxyAddr)
 	}
