@@ -1,8 +1,9 @@
 // Entra ID's claims challenge from the real server: `stepup-authz serve` with
 // an issuer in the entra dialect (challenge: entra), behind `stepup-authz dev
 // --authz-addr` (the dev IdP, the front proxy on envoy/envoy.yaml, the demo
-// app). The step-up prompt gets the decoded claims; the retry with a stronger
-// token passes. Bearer and DPoP.
+// app), publishing RFC 9728 protected resource metadata. The step-up prompt
+// gets the decoded claims and the resource_metadata URL; the retry with a
+// stronger token passes. Bearer and DPoP.
 import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
 import { createDPoP } from "../src/dpop.js";
@@ -31,6 +32,7 @@ before(async () => {
     audiences: ["https://api.example.com"]
     challenge: entra
     challenge_acr_values: { aal2: "c1" }
+protected_resource: { resource_name: "stepup-authz playground" }
 `,
     authz,
   );
@@ -44,6 +46,8 @@ after(async () => {
 
 const payout = () => `${stack.proxy}/api/payout-destination`;
 const CLAIMS = '{"access_token":{"acrs":{"essential":true,"value":"c1"}}}';
+// RFC 9728 §3.1: the base (scheme://authority, as the proxy forwards it) + the well-known path.
+const metadataURL = () => `${stack.proxy}/.well-known/oauth-protected-resource`;
 
 function session(dpop?: DPoP) {
   let token: string | undefined;
@@ -62,10 +66,14 @@ test("the server's claims challenge, exactly as the contract encodes it", async 
   const res = await fetch(payout(), { method: "POST", headers: { Authorization: `Bearer ${await mint(stack.idp, "aal1")}` } });
   assert.equal(res.status, 401);
   const header = res.headers.get("www-authenticate") ?? "";
-  assert.match(header, new RegExp(`^Bearer error="insufficient_claims", error_description="[^"]*", claims="${Buffer.from(CLAIMS).toString("base64")}"$`));
+  assert.match(
+    header,
+    new RegExp(`^Bearer error="insufficient_claims", error_description="[^"]*", claims="${Buffer.from(CLAIMS).toString("base64")}", resource_metadata="[^"]+"$`),
+  );
   const c = findStepUpChallenge(header);
   assert.equal(c?.error, "insufficient_claims");
   assert.equal(c?.claims?.json, CLAIMS);
+  assert.equal(c?.resourceMetadata, metadataURL());
   assert.deepEqual(await res.json(), { error: "step_up_required", required_acr: "aal2", max_age: 300 });
 });
 
@@ -82,6 +90,19 @@ for (const mode of ["bearer", "dpop"] as const) {
     assert.deepEqual(p.acrValues, []);
     assert.equal(p.requiredAcr, "aal2");
     assert.equal(p.maxAge, 300);
+    assert.equal(p.resourceMetadata, metadataURL());
     assert.equal(echo.stepup_headers["x-stepup-acr"], "aal2");
   });
 }
+
+test("the resource_metadata URL from the challenge serves the RFC 9728 document", async () => {
+  const res = await fetch(payout(), { method: "POST", headers: { Authorization: `Bearer ${await mint(stack.idp, "aal1")}` } });
+  const url = findStepUpChallenge(res.headers.get("www-authenticate"))?.resourceMetadata;
+  assert.ok(url);
+  const doc = await fetch(url);
+  assert.equal(doc.status, 200);
+  const body = (await doc.json()) as { resource: string; authorization_servers: string[]; resource_name?: string };
+  assert.equal(body.resource, stack.proxy, "RFC 9728 §3.3: the resource is the URL the client used");
+  assert.deepEqual(body.authorization_servers, [stack.idp]);
+  assert.equal(body.resource_name, "stepup-authz playground");
+});
