@@ -49,7 +49,7 @@ func (i *IdP) tokenProofJKT(r *http.Request) (string, error) {
 	case len(values) > 1 || strings.Contains(values[0], ","):
 		return "", errors.New("more than one DPoP header")
 	}
-	jws, err := jose.ParseSigned(strings.TrimSpace(values[0]), tokenProofAlgorithms())
+	jws, err := jose.ParseSignedCompact(strings.TrimSpace(values[0]), tokenProofAlgorithms())
 	if err != nil {
 		return "", fmt.Errorf("not a compact JWS with an asymmetric alg: %v", err)
 	}
