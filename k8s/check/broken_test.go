@@ -76,6 +76,14 @@ var mutations = []mutation{
 	{"securitypolicy-fail-open", "overlays/envoy-gateway/app/securitypolicy.yaml", "    failOpen: false\n    statusOnError: 503 # Envoy", "    failOpen: true\n    statusOnError: 503 # Envoy"},
 	{"securitypolicy-context-extension-unknown-acr", "overlays/envoy-gateway/app/securitypolicy.yaml", "value: aal2", "value: aal9"},
 	{"securitypolicy-context-extension-misspelled", "overlays/envoy-gateway/app/securitypolicy.yaml", "- name: max_age", "- name: maxage"},
+	// Certificate-bound tokens: the client certificate in x-forwarded-client-cert.
+	{"istio-gateway-xfcc-forward-only", "overlays/istio/mesh-config.yaml", "forwardClientCertDetails: SANITIZE_SET", "forwardClientCertDetails: ALWAYS_FORWARD_ONLY"},
+	{"istio-gateway-xfcc-sanitize", "overlays/istio/istiod-values.yaml", "forwardClientCertDetails: SANITIZE_SET", "forwardClientCertDetails: SANITIZE"},
+	{"istio-mutual-gateway-config-reads-peer", "overlays/istio/config.yaml", "certificate_from: xfcc", "certificate_from: peer"},
+	{"clienttrafficpolicy-xfcc-forward-only", "overlays/envoy-gateway/app/clienttrafficpolicy.yaml", "mode: SanitizeSet", "mode: ForwardOnly"},
+	{"clienttrafficpolicy-xfcc-without-cert", "overlays/envoy-gateway/app/clienttrafficpolicy.yaml", "certDetailsToAdd: [Cert]", "certDetailsToAdd: [Subject, URI]"},
+	{"clienttrafficpolicy-client-certificates-config-reads-peer", "overlays/envoy-gateway/config.yaml", "certificate_from: xfcc", "certificate_from: peer"},
+	{"clienttrafficpolicy-unknown-field", "overlays/envoy-gateway/app/clienttrafficpolicy.yaml", "certDetailsToAdd:", "certDetailToAdd:"},
 	{"referencegrant-wrong-namespace", "overlays/envoy-gateway/referencegrant.yaml", "namespace: payments", "namespace: shop"},
 
 	// Monitoring: ServiceMonitor and PrometheusRule decoded into the Prometheus Operator's types.

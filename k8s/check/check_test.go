@@ -39,6 +39,7 @@ func TestEveryOverlayRenders(t *testing.T) {
 		"overlays/istio",
 		"overlays/istio/app",
 		"overlays/istio/gateway",
+		"overlays/istio/gateway-mtls",
 		"overlays/istio/gateway-route-metadata",
 	}
 	tr, err := Load(filesys.MakeFsOnDisk(), "..")

@@ -5,7 +5,9 @@
 // addresses to the container and the Service, selectors that select, the
 // server config in the ConfigMap, Istio's extension provider and CUSTOM
 // policies, the Envoy config in EnvoyFilter patches (against the Envoy v3 API),
-// and Envoy Gateway's SecurityPolicy references.
+// Envoy Gateway's SecurityPolicy references, and that a client certificate
+// can reach the server through x-forwarded-client-cert and nobody can forge
+// it there (certificates.go).
 //
 // It is a separate Go module so that the product's own dependency graph stays
 // free of Kubernetes, Istio, Gateway API and kustomize.

@@ -20,6 +20,7 @@ func (t *Tree) checkEnvoyGateway() {
 	server := t.server(envoyGatewayFamily)
 	cfg := t.servers[envoyGatewayFamily]
 	for _, r := range t.family(envoyGatewayFamily) {
+		t.checkClientTrafficPolicies(r)
 		for _, sp := range objects[*egv1a1.SecurityPolicy](r) {
 			t.checkSecurityPolicy(r, sp, server)
 			if ea := sp.V.Spec.ExtAuth; ea != nil && cfg != nil {

@@ -37,6 +37,7 @@ func (t *Tree) checkIstio() {
 	providers := t.meshProviders(server)
 
 	for _, r := range renders {
+		t.checkIstioMutualGateways(r)
 		for _, ap := range objects[*istiosecv1.AuthorizationPolicy](r) {
 			spec := &ap.V.Spec
 			if spec.GetAction() != securityv1beta1.AuthorizationPolicy_CUSTOM {
@@ -85,6 +86,7 @@ func (t *Tree) meshProviders(server *Render) map[string]*meshv1alpha1.MeshConfig
 		if strings.HasSuffix(files[f], istioOperatorFile) {
 			prefix = "spec.meshConfig"
 		}
+		t.checkIstioGatewayXFCC(files[f], prefix, mc)
 		for i, p := range mc.GetExtensionProviders() {
 			providers[p.GetName()] = p
 			if g := p.GetEnvoyExtAuthzGrpc(); g != nil {
