@@ -338,3 +338,27 @@ func TestDPoPHTUFollowsForwardedProto(t *testing.T) {
 		}
 	})
 }
+
+// TestValidateRefusesForgeableClientCertHeader: `validate --envoy` with a
+// config that reads x-forwarded-client-cert refuses an Envoy that passes a
+// client's own copy of that header on.
+func TestValidateRefusesForgeableClientCertHeader(t *testing.T) {
+	cfg := writeFile(t, "config.yaml", `
+issuers:
+  - issuer: "https://idp.example.com"
+    audiences: ["https://api.example.com"]
+mtls: { certificate_from: xfcc }
+`)
+	if code, out, stderr := run(t, nil, "validate", "--config", cfg, "--envoy", "../envoy/envoy-mtls.yaml"); code != 0 {
+		t.Fatalf("shipped envoy-mtls.yaml: exit %d\n%s%s", code, out, stderr)
+	}
+	src, err := os.ReadFile("../envoy/envoy-mtls.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	forgeable := writeFile(t, "envoy.yaml", strings.Replace(string(src), "forward_client_cert_details: SANITIZE\n", "forward_client_cert_details: ALWAYS_FORWARD_ONLY\n", 1))
+	code, _, stderr := run(t, nil, "validate", "--config", cfg, "--envoy", forgeable)
+	if code != 1 || !strings.Contains(stderr, "forward_client_cert_details: ALWAYS_FORWARD_ONLY passes on an x-forwarded-client-cert the client wrote itself") {
+		t.Fatalf("exit %d, stderr:\n%s\nwant 1 naming forward_client_cert_details", code, stderr)
+	}
+}

@@ -164,6 +164,11 @@ func (c *checker) hcm(path string, h *hcmv3.HttpConnectionManager, tls bool) {
 // x-forwarded-client-cert, and only for a TLS connection it terminates itself
 // (CheckRequestUtils::setAttrContextPeer, mutateXfccRequestHeader).
 func (c *checker) clientCertificates(path string, h *hcmv3.HttpConnectionManager, tls bool, authz []authzFilter, needCert []string) {
+	mode := h.GetForwardClientCertDetails()
+	if c.opts.ReadsXFCC && len(authz) > 0 &&
+		(mode == hcmv3.HttpConnectionManager_FORWARD_ONLY || mode == hcmv3.HttpConnectionManager_ALWAYS_FORWARD_ONLY) {
+		c.add(field(path, "forward_client_cert_details"), "%s passes on an x-forwarded-client-cert the client wrote itself, and stepup-authz (mtls.certificate_from: xfcc) takes its Cert= as the client certificate: a client could name any certificate; use SANITIZE_SET with set_current_client_cert_details: {cert: true}", mode)
+	}
 	peer := false
 	for _, f := range authz {
 		if !f.cfg.GetIncludePeerCertificate() {
@@ -177,7 +182,6 @@ func (c *checker) clientCertificates(path string, h *hcmv3.HttpConnectionManager
 	if len(needCert) == 0 || peer {
 		return
 	}
-	mode := h.GetForwardClientCertDetails()
 	if mode == hcmv3.HttpConnectionManager_ALWAYS_FORWARD_ONLY {
 		return // a hop in front (a load balancer that terminates TLS) may write the header
 	}

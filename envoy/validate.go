@@ -53,6 +53,10 @@ type Options struct {
 	// CheckExtensions validates one ExtAuthzPerRoute's
 	// check_settings.context_extensions; nil skips the check.
 	CheckExtensions func(map[string]string) error
+	// ReadsXFCC is set when the server reads client certificates from
+	// x-forwarded-client-cert (mtls.certificate_from: xfcc): an HCM that
+	// passes a client's own copy of that header on is then a problem.
+	ReadsXFCC bool
 }
 
 func (o Options) namespace() string {

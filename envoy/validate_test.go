@@ -329,3 +329,34 @@ func TestProblemString(t *testing.T) {
 		})
 	}
 }
+
+// TestForgeableClientCertHeader: when stepup-authz reads client certificates
+// from x-forwarded-client-cert, an HCM that passes a client's own copy on
+// (FORWARD_ONLY, ALWAYS_FORWARD_ONLY) lets a client name any certificate.
+func TestForgeableClientCertHeader(t *testing.T) {
+	const problem = "passes on an x-forwarded-client-cert the client wrote itself"
+	for _, tc := range []struct {
+		name      string
+		mode      string
+		readsXFCC bool
+		want      bool
+	}{
+		{"ALWAYS_FORWARD_ONLY while the server reads xfcc is a problem", "ALWAYS_FORWARD_ONLY", true, true},
+		{"FORWARD_ONLY while the server reads xfcc is a problem", "FORWARD_ONLY", true, true},
+		{"SANITIZE_SET while the server reads xfcc is fine", "SANITIZE_SET", true, false},
+		{"ALWAYS_FORWARD_ONLY while the server reads the peer certificate is no concern of the server's", "ALWAYS_FORWARD_ONLY", false, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			src := strings.Replace(string(readFile(t, "envoy-mtls.yaml")), "forward_client_cert_details: SANITIZE\n", "forward_client_cert_details: "+tc.mode+"\n", 1)
+			opts := testOptions
+			opts.ReadsXFCC = tc.readsXFCC
+			_, ps := ValidateBootstrap([]byte(src), opts)
+			got := slices.ContainsFunc(ps, func(p Problem) bool {
+				return strings.HasSuffix(p.Path, "forward_client_cert_details") && strings.Contains(p.Message, problem)
+			})
+			if got != tc.want {
+				t.Errorf("problem reported = %v, want %v; problems: %v", got, tc.want, lines(ps))
+			}
+		})
+	}
+}

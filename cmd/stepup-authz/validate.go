@@ -90,5 +90,6 @@ func envoyOptions(cfg *config.Config) envoy.Options {
 			_, err := policy.ParseContextExtensions(m, cfg.ACRLevels)
 			return err
 		},
+		ReadsXFCC: cfg.MTLS.CertificateFrom == config.CertificateFromXFCC,
 	}
 }
