@@ -338,3 +338,28 @@ test("without WebCrypto (an http page that is not localhost) createDPoP says why
   }
   assert.ok(globalThis.crypto.subtle, "restored");
 });
+
+test("use_dpop_nonce told by the JSON body alone (CORS hides WWW-Authenticate): retried once with the nonce", async () => {
+  const dpop = await createDPoP();
+  const nonces: unknown[] = [];
+  const f = (async (i: RequestInfo | URL, init?: RequestInit) => {
+    const { payload } = await verifyProof(new Request(i, init).headers.get("dpop")!);
+    nonces.push(payload.nonce);
+    if (payload.nonce !== "n-1") {
+      return new Response('{"error":"use_dpop_nonce"}', { status: 401, headers: { "content-type": "application/json", "dpop-nonce": "n-1" } });
+    }
+    return Response.json({ ok: true });
+  }) as typeof globalThis.fetch;
+  const s = session(dpop);
+  const res = await stepUpFetch(U, undefined, { ...s.options, fetch: f });
+  assert.equal(res.status, 200);
+  assert.deepEqual(nonces, [undefined, "n-1"]);
+
+  // Another 401 body (here: unauthorized) with a nonce is not a nonce request.
+  let n = 0;
+  const other = (async () => (
+    n++, new Response('{"error":"unauthorized"}', { status: 401, headers: { "content-type": "application/json", "dpop-nonce": "n-2" } })
+  )) as typeof globalThis.fetch;
+  assert.equal((await stepUpFetch(U, undefined, { ...s.options, fetch: other })).status, 401);
+  assert.equal(n, 1);
+});

@@ -40,7 +40,7 @@ export async function stepUpFetch(input, init, options) {
                 return res;
             };
             const res = await once();
-            if (!dpop || !token || !asksForNonce(res))
+            if (!dpop || !token || !(await asksForNonce(res)))
                 return res;
             void res.body?.cancel().catch(() => { });
             return once();
@@ -103,11 +103,30 @@ class ReplayableBody {
             void this.init.body.cancel().catch(() => { });
     }
 }
-/** A 401 whose DPoP challenge says use_dpop_nonce, with the nonce to use (RFC 9449 §9). */
-function asksForNonce(res) {
+/**
+ * A 401 that asks for a DPoP nonce (RFC 9449 §9) and carries one: its DPoP
+ * challenge says use_dpop_nonce, or, when CORS hides WWW-Authenticate, its
+ * JSON body does (stepup-authz sends `{"error":"use_dpop_nonce"}`).
+ */
+async function asksForNonce(res) {
     if (res.status !== 401 || !res.headers.get("dpop-nonce"))
         return false;
-    return parseOAuthChallenges(res.headers.get("www-authenticate")).some((c) => c.scheme === "dpop" && c.error === "use_dpop_nonce");
+    const header = res.headers.get("www-authenticate");
+    if (header !== null)
+        return parseOAuthChallenges(header).some((c) => c.scheme === "dpop" && c.error === "use_dpop_nonce");
+    return (await jsonError(res)) === "use_dpop_nonce";
+}
+/** The `error` of a JSON body, read from a clone; undefined for anything else. */
+async function jsonError(res) {
+    if (!/\bjson\b/i.test(res.headers.get("content-type") ?? "") || res.body === null || res.bodyUsed)
+        return undefined;
+    try {
+        const v = JSON.parse(await res.clone().text());
+        return v !== null && typeof v === "object" ? v.error : undefined;
+    }
+    catch {
+        return undefined;
+    }
 }
 /** stepUpFetch with its options bound: a drop-in for fetch. */
 export function createStepUpFetch(options) {
