@@ -362,3 +362,58 @@ mtls: { certificate_from: xfcc }
 		t.Fatalf("exit %d, stderr:\n%s\nwant 1 naming forward_client_cert_details", code, stderr)
 	}
 }
+
+// TestCertificateBoundTokensThroughXFCC: the way Istio's ingress gateway and
+// Envoy Gateway deliver the client certificate, which never set
+// include_peer_certificate: envoy-mtls.yaml with the certificate written into
+// x-forwarded-client-cert instead (SANITIZE_SET with Istio's gateway details:
+// Cert, Subject, URI, DNS) and the server on mtls.certificate_from: xfcc.
+func TestCertificateBoundTokensThroughXFCC(t *testing.T) {
+	dir := t.TempDir()
+	ca := issue(t, "server and client CA", nil, false)
+	ca.write(t, dir, "client-ca")
+	issue(t, "app.example.com", ca, true).write(t, dir, "server")
+	alice, bob := issue(t, "alice", ca, false), issue(t, "bob", ca, false)
+	idp := startIdP(t)
+	app := &upstream{}
+	appSrv := httptest.NewServer(app)
+	t.Cleanup(appSrv.Close)
+	srv := startServer(t, idp, mtlsConfig+"mtls: { certificate_from: xfcc }\n")
+	listen := freeAddr(t)
+	base := goProxy(t, mtlsBootstrap(t, dir, listen, srv.grpcAddr, appSrv.Listener.Addr().String(),
+		[2]string{"              include_peer_certificate: true\n", ""},
+		[2]string{"forward_client_cert_details: SANITIZE\n", "forward_client_cert_details: SANITIZE_SET\n          set_current_client_cert_details: { subject: true, cert: true, uri: true, dns: true }\n"},
+	), listen)
+	e := &mtlsEdge{ca: ca}
+	payout := "https://" + strings.TrimPrefix(base, "http://") + "/api/payout-destination"
+	bound := certBound(t, idp, alice)
+	forgedAlice := `Hash=x;Cert="` + url.PathEscape(string(pemOf(alice))) + `"`
+
+	if r := mustSend(t, e.client(t, alice), "POST", payout, map[string]string{"Authorization": "Bearer " + bound}); r.status != 200 {
+		t.Fatalf("alice's token from alice's connection: %s", r)
+	}
+	if h := app.last().Get("X-Forwarded-Client-Cert"); !strings.Contains(h, "Cert=") || strings.Contains(h, ",") {
+		t.Errorf("the app saw x-forwarded-client-cert %q, want one element with Cert", h)
+	}
+	for _, tc := range []struct {
+		name    string
+		client  *certPair
+		headers map[string]string
+	}{
+		{"from bob's connection", bob, nil},
+		{"without a certificate", nil, nil},
+		{"without a certificate, with a forged header naming alice's", nil, map[string]string{"X-Forwarded-Client-Cert": forgedAlice}},
+		{"from bob's connection, with a forged header naming alice's", bob, map[string]string{"X-Forwarded-Client-Cert": forgedAlice}},
+	} {
+		t.Run("alice's token "+tc.name+" is 401 invalid_token", func(t *testing.T) {
+			h := map[string]string{"Authorization": "Bearer " + bound}
+			for k, v := range tc.headers {
+				h[k] = v
+			}
+			r := mustSend(t, e.client(t, tc.client), "POST", payout, h)
+			if r.status != 401 || r.header.Get("WWW-Authenticate") != `Bearer error="invalid_token"` {
+				t.Fatalf("got %s", r)
+			}
+		})
+	}
+}

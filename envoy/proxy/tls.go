@@ -171,30 +171,28 @@ func tlsData(path string, ds *corev3.DataSource) ([]byte, error) {
 // set_current_client_cert_details.
 type xfccConfig struct {
 	mode hcmv3.HttpConnectionManager_ForwardClientCertDetails
-	cert bool // set_current_client_cert_details.cert
+	// The details written for this hop, in Envoy's order
+	// (convertSetCurrentClientCertDetails: Cert, Chain, Subject, URI, DNS).
+	cert, chain, subject, uri, dns bool
 }
 
 func buildXFCC(path string, h *hcmv3.HttpConnectionManager) (xfccConfig, error) {
 	c := xfccConfig{mode: h.GetForwardClientCertDetails()}
 	if d := h.GetSetCurrentClientCertDetails(); d != nil {
-		dp := join(path, "set_current_client_cert_details")
-		// Subject is printed RFC 2253 style by BoringSSL and URI/DNS/Chain
-		// have changed form across Envoy versions; only Cert (with Hash and
-		// By, which Envoy always adds) is what stepup-authz reads.
-		if err := only(dp, d, "cert"); err != nil {
+		if err := only(join(path, "set_current_client_cert_details"), d, "cert", "chain", "subject", "uri", "dns"); err != nil {
 			return c, err
 		}
-		c.cert = d.GetCert()
+		c.cert, c.chain, c.subject, c.uri, c.dns = d.GetCert(), d.GetChain(), d.GetSubject().GetValue(), d.GetUri(), d.GetDns()
 	}
 	return c, nil
 }
 
-// mutateXFCC follows ConnectionManagerUtility::mutateXfccRequestHeader
+// mutate follows ConnectionManagerUtility::mutateXfccRequestHeader
 // (source/common/http/conn_manager_utility.cc): ALWAYS_FORWARD_ONLY keeps a
 // client's header; SANITIZE (the default), or a connection without a client
 // certificate, removes it; FORWARD_ONLY keeps it; APPEND_FORWARD and
 // SANITIZE_SET write this hop's element "By=<our URI SAN>;Hash=<hex SHA-256 of
-// the DER>;Cert=\"<URL-encoded PEM>\"", appended to or replacing the header.
+// the DER>" and the configured details, appended to or replacing the header.
 func (c xfccConfig) mutate(hm *headerMap, st *tls.ConnectionState, local *x509.Certificate) {
 	const name = "x-forwarded-client-cert"
 	if c.mode == hcmv3.HttpConnectionManager_ALWAYS_FORWARD_ONLY {
@@ -216,6 +214,33 @@ func (c xfccConfig) mutate(hm *headerMap, st *tls.ConnectionState, local *x509.C
 	details = append(details, "Hash="+hex.EncodeToString(sum[:]))
 	if c.cert {
 		details = append(details, `Cert="`+urlEncodedPEM(leaf)+`"`)
+	}
+	if c.chain {
+		var chain strings.Builder
+		for _, pc := range st.PeerCertificates {
+			chain.WriteString(urlEncodedPEM(pc))
+		}
+		details = append(details, `Chain="`+chain.String()+`"`)
+	}
+	if c.subject {
+		// "The Subject key still exists even if the subject is empty."
+		// Envoy prints it RFC 2253 style (BoringSSL); Go's pkix.Name.String
+		// is the same form for ordinary names.
+		details = append(details, `Subject="`+leaf.Subject.String()+`"`)
+	}
+	if c.uri {
+		// Newer Envoy writes one URI= per URI SAN, and "URI=" without any.
+		if len(leaf.URIs) == 0 {
+			details = append(details, "URI=")
+		}
+		for _, u := range leaf.URIs {
+			details = append(details, "URI="+u.String())
+		}
+	}
+	if c.dns {
+		for _, d := range leaf.DNSNames {
+			details = append(details, "DNS="+d)
+		}
 	}
 	v := strings.Join(details, ";")
 	if c.mode == hcmv3.HttpConnectionManager_APPEND_FORWARD {
