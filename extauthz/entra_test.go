@@ -11,7 +11,8 @@ import (
 )
 
 // entraConfig has an Entra ID issuer ({{E}}: level_claim acrs, challenge
-// entra) and an issuer of the default dialect ({{R}}), on one server.
+// entra), an issuer of the default dialect ({{R}}), and one that reads aud
+// and amr under other names ({{C}}, claim_names), on one server.
 const entraConfig = `
 issuers:
   - issuer: "{{E}}"
@@ -24,6 +25,11 @@ issuers:
   - issuer: "{{R}}"
     jwks_uri: "{{R}}/jwks.json"
     audiences: ["https://api.example.com"]
+  - issuer: "{{C}}"
+    jwks_uri: "{{C}}/jwks.json"
+    audiences: ["app-client-1"]
+    claim_names: { aud: client_id, amr: "https://ns.example/amr" }
+    amr_levels: { mfa: aal2 }
 policy:
   default: {}
 `
@@ -37,9 +43,15 @@ func entraClaimsChallenge(desc, v string) string {
 
 func startEntra(t *testing.T) (h *introspected, e, r *devidp.IdP) {
 	t.Helper()
-	e, r = newDevIdP(t), newDevIdP(t)
-	h = startIntrospected(t, strings.NewReplacer("{{E}}", e.Issuer, "{{R}}", r.Issuer).Replace(entraConfig))
+	h, e, r, _ = startDialects(t)
 	return h, e, r
+}
+
+func startDialects(t *testing.T) (h *introspected, e, r, c *devidp.IdP) {
+	t.Helper()
+	e, r, c = newDevIdP(t), newDevIdP(t), newDevIdP(t)
+	h = startIntrospected(t, strings.NewReplacer("{{E}}", e.Issuer, "{{R}}", r.Issuer, "{{C}}", c.Issuer).Replace(entraConfig))
+	return h, e, r, c
 }
 
 // TestEntraDialect holds every rule of CONTRACT.md's "Identity-provider
@@ -149,7 +161,7 @@ func TestEntraChallengeUnderDPoP(t *testing.T) {
 // an acrs slipped past the default dialect.
 func entraAttackRows(t *testing.T) []attack {
 	t.Helper()
-	h, e, r := startEntra(t)
+	h, e, r, c := startDialects(t)
 	on := &attackHarness{harness: h.harness, logs: h.logs}
 	mint := func(idp *devidp.IdP, c devidp.Claims) req {
 		c["sub"] = "user-1"
@@ -164,6 +176,7 @@ func entraAttackRows(t *testing.T) []attack {
 			body: `{"error":"step_up_required","required_acr":"aal2"}`, challenge: challenge, reason: reason}}
 	}
 	claims := entraClaimsChallenge("A stronger authentication is required", "c1")
+	const rfc9470 = `Bearer error="insufficient_user_authentication", error_description="A stronger authentication is required", acr_values="aal2"`
 	const g = "Identity-provider dialects (an aal2 route)"
 	return []attack{
 		{group: g, name: "`acrs` that is a string, not an array", req: mint(e, devidp.Claims{"acrs": "c1"}), want: deny("claim_type"), on: on},
@@ -174,7 +187,14 @@ func entraAttackRows(t *testing.T) []attack {
 		{group: g, name: "an `acr` of aal3 without `acrs` (`acr` is ignored under `level_claim: acrs`)", req: mint(e, devidp.Claims{"acr": "aal3"}),
 			want: stepUp("401 `insufficient_claims` (`acr_missing`)", claims, "acr_missing"), on: on},
 		{group: g, name: "an `acrs` of aal3 to an issuer that reads `acr`", req: mint(r, devidp.Claims{"acrs": []string{"aal3"}}),
-			want: stepUp("401 `insufficient_user_authentication` (`acr_missing`)",
-				`Bearer error="insufficient_user_authentication", error_description="A stronger authentication is required", acr_values="aal2"`, "acr_missing"), on: on},
+			want: stepUp("401 `insufficient_user_authentication` (`acr_missing`)", rfc9470, "acr_missing"), on: on},
+		{group: g, name: "`claim_names: {aud: client_id}`: `aud` names the client, `client_id` another one", req: mint(c, devidp.Claims{"aud": "app-client-1", "client_id": "other-client"}),
+			want: deny("bad_audience"), on: on},
+		{group: g, name: "`claim_names: {aud: client_id}`: no `client_id` (an ID token's shape)", req: mint(c, devidp.Claims{"aud": "app-client-1"}),
+			want: deny("bad_audience"), on: on},
+		{group: g, name: "`claim_names: {amr: ...}`: `amr: [mfa]` under its own name is not read", req: mint(c, devidp.Claims{"client_id": "app-client-1", "amr": []string{"mfa"}}),
+			want: stepUp("401 `insufficient_user_authentication` (`acr_missing`)", rfc9470, "acr_missing"), on: on},
+		{group: g, name: "`claim_names: {amr: ...}`: `mfa` in the renamed claim", req: mint(c, devidp.Claims{"client_id": "app-client-1", "https://ns.example/amr": []string{"mfa"}}),
+			want: accept(), on: on},
 	}
 }

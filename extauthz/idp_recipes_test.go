@@ -127,6 +127,9 @@ func TestIdPRecipes(t *testing.T) {
 	// Step-up routes, as Envoy route metadata carries them.
 	aal2Fresh := map[string]any{"required_acr": "aal2", "max_age": 300}
 	aal2 := map[string]any{"required_acr": "aal2"}
+	// A step-up route that grants machines the payouts:write scope.
+	aal2Machines := map[string]any{"required_acr": "aal2", "max_age": 300, "machine_scopes": "payouts:write"}
+	noScope := denial{403, `{"error":"insufficient_scope"}`, `Bearer error="insufficient_scope", scope="payouts:write"`}
 	fresh := map[string]any{"max_age": 300}
 
 	okta := func(acr string, authAge time.Duration) string {
@@ -135,6 +138,18 @@ func TestIdPRecipes(t *testing.T) {
 			"iat": iat, "exp": exp, "cid": "0oa1a2b3c4d5e6f7g8h9", "uid": "00u1a2b3c4d5e6f7g8h9",
 			"scp": []string{"openid", "payouts:write"}, "auth_time": ago(authAge), "sub": "alice@example.com",
 			"acr": acr, "amr": []string{"pwd", "otp"},
+		})
+	}
+	oktaMachine := func(scp ...string) string {
+		return idps["okta"].mint(t, map[string]any{"typ": nil}, map[string]any{
+			"ver": 1, "jti": "AT.m2m1", "iss": issuers["okta"], "aud": "api://default", "iat": iat, "exp": exp,
+			"cid": "0oa9z8y7x6w5v4u3t2s1", "sub": "0oa9z8y7x6w5v4u3t2s1", "scp": scp,
+		})
+	}
+	auth0Machine := func(scope string) string {
+		return idps["auth0"].mint(t, map[string]any{"typ": "JWT"}, map[string]any{
+			"iss": issuers["auth0"], "sub": "k9Qz3YtV2pX8wL1mN4bR6cJ7hF5gD0sA@clients", "aud": "https://api.example.com",
+			"iat": iat, "exp": exp, "azp": "k9Qz3YtV2pX8wL1mN4bR6cJ7hF5gD0sA", "scope": scope, "gty": "client-credentials",
 		})
 	}
 	auth0 := func(amr []string, authAge time.Duration) string {
@@ -227,9 +242,15 @@ func TestIdPRecipes(t *testing.T) {
 		{name: "Okta: a 2fa token older than max_age steps up", token: okta("urn:okta:loa:2fa:any", 10*time.Minute), metadata: aal2Fresh,
 			denied: &denial{401, bodyAAL2Fresh, rfc9470(recent, "urn:okta:loa:2fa:any", true)}, reason: "auth_too_old"},
 
+		{name: "Okta: a client-credentials token (sub = cid) is a machine token with its scope", token: oktaMachine("payouts:write"), metadata: aal2Machines, reason: "allowed"},
+		{name: "Okta: a client-credentials token without the scope gets 403, not a step-up", token: oktaMachine("reports:read"), metadata: aal2Machines, denied: &noScope, reason: "scope_missing"},
+
 		{name: "Auth0: MFA in the Action's amr is allowed", token: auth0([]string{"pwd", "mfa"}, time.Minute), metadata: aal2Fresh, wantACR: "aal2", reason: "allowed"},
 		{name: "Auth0: a password-only sign-in steps up with the multi-factor acr_values", token: auth0([]string{"pwd"}, time.Minute), metadata: aal2Fresh,
 			denied: &denial{401, bodyAAL2Fresh, rfc9470(stronger, "http://schemas.openid.net/pape/policies/2007/06/multi-factor", true)}, reason: "acr_missing"},
+
+		{name: "Auth0: a machine-to-machine token (gty client-credentials) with its scope is allowed", token: auth0Machine("payouts:write"), metadata: aal2Machines, reason: "allowed"},
+		{name: "Auth0: a machine-to-machine token without the scope gets 403", token: auth0Machine("reports:read"), metadata: aal2Machines, denied: &noScope, reason: "scope_missing"},
 
 		{name: "Keycloak: acr 2 within max_age is allowed", token: keycloak("2", time.Minute), metadata: aal2Fresh, wantACR: "aal2", reason: "allowed"},
 		{name: "Keycloak: acr 0 (an SSO-cookie session) steps up to acr 2", token: keycloak("0", time.Minute), metadata: aal2Fresh,
