@@ -2,6 +2,7 @@ package config
 
 import (
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 
@@ -49,6 +50,9 @@ func (b *builder) dialect(p string, m map[string]any, iss *Issuer) {
 // A warning never makes a config invalid.
 func (c *Config) Warnings() []string {
 	var out []string
+	for i := range c.Issuers {
+		out = append(out, c.Issuers[i].entraWarnings(fmt.Sprintf("issuers[%d]", i))...)
+	}
 	if len(c.Issuers) > 0 && !slices.ContainsFunc(c.Issuers, func(i Issuer) bool { return i.Challenge != policy.ChallengeEntra }) {
 		// Entra ID access tokens carry no auth_time, so max_age can never be
 		// met by a token of an entra issuer: every request would step up in a loop.
@@ -70,3 +74,32 @@ func (c *Config) Warnings() []string {
 
 // hasMaxAge reports a layer that sets a freshness rule (max_age: "" clears one).
 func hasMaxAge(l *policy.Layer) bool { return l.MaxAge.Set && l.MaxAge.Value >= 0 }
+
+// entraWarnings are the ways an entra issuer's step-up can loop: the claims
+// challenge asks Entra ID for an authentication context, which comes back in
+// acrs, and names it by challenge_acr_values.
+func (i *Issuer) entraWarnings(p string) []string {
+	if i.Challenge != policy.ChallengeEntra {
+		return nil
+	}
+	var out []string
+	if i.LevelClaim != policy.LevelClaimACRS {
+		out = append(out, p+".level_claim: challenge: entra asks for an authentication context, which Entra ID "+
+			"reports in acrs, but the level is read from acr: a token that stepped up would still fall short; set level_claim: acrs")
+	}
+	// Each level that a context reaches through acr_aliases, and the contexts
+	// that reach it, in a stable order.
+	reached := map[string][]string{}
+	for _, ctx := range slices.Sorted(maps.Keys(i.ACRAliases)) {
+		lv := i.ACRAliases[ctx]
+		reached[lv] = append(reached[lv], ctx)
+	}
+	for _, lv := range slices.Sorted(maps.Keys(reached)) {
+		if _, ok := i.ChallengeACRValues[lv]; !ok {
+			out = append(out, fmt.Sprintf("%s.challenge_acr_values: no entry for %s, so a claims challenge for %s asks Entra ID for a context named %q, "+
+				"which it does not know; add %s: %s (acr_aliases maps %s to %s)",
+				p, lv, lv, lv, lv, reached[lv][0], strings.Join(reached[lv], ", "), lv))
+		}
+	}
+	return out
+}
