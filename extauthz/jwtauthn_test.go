@@ -75,3 +75,37 @@ func TestJWTAuthnPayload(t *testing.T) {
 		expectDenied(t, h.check(t, payout(forged, map[string]any{"jwt_payload": payloadOf(t, forged)})), invalid)
 	})
 }
+
+// An issuer's claim_names apply to a payload Envoy's jwt_authn verified as to a
+// token verified here: the claims are read from the same bytes under the same names.
+func TestJWTAuthnPayloadClaimNames(t *testing.T) {
+	const down = "http://127.0.0.1:1/cognito-like"
+	h := startIntrospected(t, `
+issuers:
+  - issuer: "`+down+`"
+    jwks_uri: "`+down+`/jwks.json"
+    audiences: ["app-client-1"]
+    jwt_authn_payload: jwt_payload
+    claim_names: { aud: client_id }
+policy:
+  default: { max_age: 300 }
+`)
+	idp := newDevIdP(t)
+	mint := func(c devidp.Claims) string {
+		c["iss"], c["sub"], c["auth_time"] = down, "u", time.Now().Unix()
+		tok, err := idp.Mint(c)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return tok
+	}
+	check := func(tok string) req {
+		return req{path: "/home", headers: bearer(tok), jwtAuthn: map[string]any{"jwt_payload": payloadOf(t, tok)}}
+	}
+	ok := mint(devidp.Claims{"aud": nil, "client_id": "app-client-1"})
+	if set, _ := okHeaders(t, h.check(t, check(ok))); set["x-stepup-sub"] != "u" {
+		t.Errorf("headers %v", set)
+	}
+	wrong := mint(devidp.Claims{"aud": "app-client-1", "client_id": "other-client"})
+	expectDenied(t, h.check(t, check(wrong)), denial{401, `{"error":"unauthorized"}`, `Bearer error="invalid_token"`})
+}
