@@ -198,3 +198,21 @@ func entraAttackRows(t *testing.T) []attack {
 			want: accept(), on: on},
 	}
 }
+
+// A suspected step-up loop of an entra issuer says what to check in Entra
+// terms: the claims challenge was answered with a token that still fails.
+func TestEntraStepUpLoopHint(t *testing.T) {
+	h, e, _ := startEntra(t)
+	for i, iat := range []time.Time{time.Now().Add(-time.Minute), time.Now().Add(time.Second)} {
+		tok, err := e.Mint(devidp.Claims{"sub": "user-1", "iat": iat.Unix(), "jti": i})
+		if err != nil {
+			t.Fatal(err)
+		}
+		expectDenied(t, h.check(t, req{path: "/x", metadata: map[string]any{"required_acr": "aal2"}, headers: bearer(tok)}),
+			denial{401, `{"error":"step_up_required","required_acr":"aal2"}`, entraClaimsChallenge("A stronger authentication is required", "c1")})
+	}
+	logs := h.logs.String()
+	if !strings.Contains(logs, "step-up loop suspected") || !strings.Contains(logs, "the authentication context Entra ID puts in acrs") {
+		t.Fatalf("no loop warning in Entra terms:\n%s", logs)
+	}
+}

@@ -289,7 +289,7 @@ func (s *Server) report(ctx context.Context, o *outcome, a *attributes) {
 	if d.Outcome() == policy.StepUp && !o.dryRun && o.claims != nil {
 		if ev, loop := s.loops.stepUpDenied(o.claims, &d.Policy, s.now()); loop {
 			s.log.LogAttrs(ctx, slog.LevelWarn, "step-up loop suspected: this user was asked to step up, authenticated again after that, and the new token still fails the same requirement; "+
-				"check that the IdP honours acr_values/max_age and puts acr (or amr) and auth_time in access tokens",
+				loopHint(o.rules),
 				traceAttrs([]slog.Attr{slog.String("issuer", o.claims.Issuer), slog.String("sub", o.claims.Subject), slog.String("reason", string(d.Reason)),
 					slog.String("required_acr", d.Policy.RequiredACR), slog.String("acr", d.Level),
 					slog.Time("denied_at", ev.deniedAt), slog.Time("authenticated_at", ev.authAt), slog.String("policy", d.Policy.Name)}, ctx)...)
@@ -340,4 +340,14 @@ func pathOnly(p string) string {
 		}
 	}
 	return p
+}
+
+// loopHint is what a suspected step-up loop most likely means for the issuer's
+// dialect (README, "Identity-provider dialects").
+func loopHint(r *policy.IssuerRules) string {
+	if r.Challenge == policy.ChallengeEntra {
+		return "check that acr_aliases maps the authentication context Entra ID puts in acrs, that challenge_acr_values names it, " +
+			"and that the policy has no max_age (Entra ID access tokens carry no auth_time)"
+	}
+	return "check that the IdP honours acr_values/max_age and puts acr (or amr) and auth_time in access tokens"
 }
