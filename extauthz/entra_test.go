@@ -216,3 +216,39 @@ func TestEntraStepUpLoopHint(t *testing.T) {
 		t.Fatalf("no loop warning in Entra terms:\n%s", logs)
 	}
 }
+
+// resource_metadata (RFC 9728 §5.1) joins the claims challenge as one more
+// parameter, after a padded claims value (its "=" are inside the quotes) and,
+// under the DPoP scheme, after algs.
+func TestEntraChallengeWithResourceMetadata(t *testing.T) {
+	e, r, c := newDevIdP(t), newDevIdP(t), newDevIdP(t)
+	h := startIntrospected(t, strings.NewReplacer("{{E}}", e.Issuer, "{{R}}", r.Issuer, "{{C}}", c.Issuer).Replace(entraConfig)+
+		"protected_resource: { base_url: \"https://api.example.com\" }\n")
+	const rm = `, resource_metadata="https://api.example.com/.well-known/oauth-protected-resource"`
+	aal3 := map[string]any{"required_acr": "aal3"}
+	padded := entraClaimsChallenge("A stronger authentication is required", "aal3")
+	if !strings.HasSuffix(padded, `="`) {
+		t.Fatalf("%s: want a padded claims value", padded)
+	}
+	tok, err := e.Mint(devidp.Claims{"sub": "user-1", "acrs": []string{"c1"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	expectDenied(t, h.check(t, req{path: "/x", metadata: aal3, headers: bearer(tok)}),
+		denial{401, `{"error":"step_up_required","required_acr":"aal3"}`, padded + rm})
+
+	key, err := dpopproof.NewKey("ES256")
+	if err != nil {
+		t.Fatal(err)
+	}
+	bound, err := e.Mint(devidp.Claims{"sub": "user-1", "acrs": []string{"c1"}, "cnf": map[string]any{"jkt": key.Thumbprint()}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	proof, err := key.Proof("GET", "https://app.example.com/x", bound, "", time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	expectDenied(t, h.check(t, req{path: "/x", metadata: aal3, headers: map[string]string{"authorization": "DPoP " + bound, "dpop": proof, "x-forwarded-proto": "https"}}),
+		denial{401, `{"error":"step_up_required","required_acr":"aal3"}`, "DPoP " + strings.TrimPrefix(padded, "Bearer ") + ", " + dpopAlgs + rm})
+}

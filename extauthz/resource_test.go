@@ -260,8 +260,8 @@ func TestResourceMetadataOnEveryChallenge(t *testing.T) {
 // exactly its parameters, plus resource_metadata when protected_resource is
 // configured; and the RFC 9470 challenge of the other issuer gets it too.
 func TestEntraChallengeCarriesResourceMetadata(t *testing.T) {
-	e, r := newDevIdP(t), newDevIdP(t)
-	cfg := strings.NewReplacer("{{E}}", e.Issuer, "{{R}}", r.Issuer).Replace(entraConfig) +
+	e, r, c := newDevIdP(t), newDevIdP(t), newDevIdP(t)
+	cfg := strings.NewReplacer("{{E}}", e.Issuer, "{{R}}", r.Issuer, "{{C}}", c.Issuer).Replace(entraConfig) +
 		"protected_resource: { base_url: \"https://api.example.com\" }\n"
 	h := startIntrospected(t, cfg).harness
 	mint := func(idp *devidp.IdP, c devidp.Claims) string {
