@@ -301,6 +301,7 @@ type hcmConfig struct {
 	skipXffAppend     bool
 	xfcc              xfccConfig
 	generateRequestID bool
+	preserveRequestID bool // preserve_external_request_id
 	serverName        string
 	serverTransform   hcmv3.HttpConnectionManager_ServerHeaderTransformation
 	stripAnyPort      bool
@@ -337,7 +338,7 @@ func (p *Proxy) buildHCM(path string, h *hcmv3.HttpConnectionManager) (*hcmConfi
 	}
 	if err := only(path, h, "codec_type", "stat_prefix", "route_config", "http_filters", "normalize_path", "merge_slashes",
 		"path_with_escaped_slashes_action", "access_log", "use_remote_address", "xff_num_trusted_hops", "skip_xff_append", "generate_request_id",
-		"forward_client_cert_details", "set_current_client_cert_details",
+		"forward_client_cert_details", "set_current_client_cert_details", "preserve_external_request_id",
 		"server_name", "server_header_transformation", "strip_any_host_port", "strip_matching_host_port",
 		// Timeouts do not change what a request or an authorization server sees.
 		"stream_idle_timeout", "request_timeout", "request_headers_timeout", "drain_timeout", "delayed_close_timeout",
@@ -355,6 +356,7 @@ func (p *Proxy) buildHCM(path string, h *hcmv3.HttpConnectionManager) (*hcmConfi
 		escaped:           h.GetPathWithEscapedSlashesAction(),
 		useRemoteAddress:  h.GetUseRemoteAddress().GetValue(),
 		xffTrustedHops:    h.GetXffNumTrustedHops(),
+		preserveRequestID: h.GetPreserveExternalRequestId(),
 		skipXffAppend:     h.GetSkipXffAppend(),
 		generateRequestID: h.GetGenerateRequestId() == nil || h.GetGenerateRequestId().GetValue(),
 		serverName:        h.GetServerName(),

@@ -12,7 +12,8 @@ import (
 
 // comparable strips what differs between two CheckRequests for the same
 // request by design: the stream id, the time, the peer addresses (and the
-// x-forwarded-for an edge proxy appends from them), the generated
+// x-forwarded-for and x-envoy-external-address an edge proxy writes from
+// them), the generated
 // x-request-id and the headers Go's HTTP client adds.
 func comparable(r *authv3.CheckRequest) *authv3.CheckRequest {
 	r = proto.Clone(r).(*authv3.CheckRequest)
@@ -20,7 +21,7 @@ func comparable(r *authv3.CheckRequest) *authv3.CheckRequest {
 	a.Source, a.Destination = nil, nil
 	a.Request.Time = nil
 	a.Request.Http.Id = ""
-	for _, k := range []string{"x-request-id", "x-forwarded-for", "user-agent", "accept-encoding"} {
+	for _, k := range []string{"x-request-id", "x-forwarded-for", "x-envoy-external-address", "user-agent", "accept-encoding"} {
 		delete(a.Request.Http.Headers, k)
 	}
 	return r

@@ -411,13 +411,38 @@ func (p *Proxy) prepareRequest(s *stream) *localReply {
 	}
 	h.xfcc.mutate(hm, s.tls, local)
 
-	if h.useRemoteAddress && !h.skipXffAppend && s.remote != nil {
-		// XFF is appended only with use_remote_address (HCM headers docs,
-		// x-forwarded-for); by default the proxy is transparent to XFF.
+	edge := false
+	if h.useRemoteAddress && s.remote != nil {
+		// An edge request (mutateRequestHeaders: use_remote_address and not
+		// internal; since Envoy 1.33 no address is internal unless
+		// internal_address_config names it, which the proxy does not
+		// support). The client's address is the connection's, or with
+		// trusted hops the one they wrote into XFF (getLastAddressFromXFF,
+		// read before this hop appends); XFF gets the connection's address
+		// (HCM headers docs, x-forwarded-for); nothing the client said about
+		// earlier hops or about itself as a mesh service is kept.
+		edge = true
 		ip, _, _ := net.SplitHostPort(s.remote.String())
-		hm.appendValue("x-forwarded-for", ip)
+		external := ip
+		if h.xffTrustedHops > 0 {
+			if a := xffAddress(hm.value("x-forwarded-for"), int(h.xffTrustedHops)-1); a != "" {
+				external = a
+			}
+		}
+		if !h.skipXffAppend {
+			hm.appendValue("x-forwarded-for", ip)
+		}
+		hm.set("x-envoy-external-address", external)
+		for _, k := range []string{"x-envoy-decorator-operation", "x-envoy-downstream-service-cluster", "x-envoy-downstream-service-node"} {
+			hm.remove(k)
+		}
 	}
-	if h.generateRequestID && !hm.has("x-request-id") {
+	switch {
+	case h.generateRequestID && edge && !h.preserveRequestID:
+		// "Generate x-request-id for all edge requests" unless
+		// preserve_external_request_id.
+		hm.set("x-request-id", newUUID())
+	case h.generateRequestID && !hm.has("x-request-id"):
 		// "It will also generate an x-request-id header for internal requests
 		// that do not already have one" (HCM headers docs, x-request-id).
 		hm.add("x-request-id", newUUID())
@@ -443,6 +468,24 @@ func (p *Proxy) prepareRequest(s *stream) *localReply {
 	}
 	hm.set(":path", np)
 	return nil
+}
+
+// xffAddress is Utility::getLastAddressFromXFF: the address skip entries from
+// the right of an x-forwarded-for value, or "" when there are too few or it
+// is not an IP address.
+func xffAddress(xff string, skip int) string {
+	if xff == "" {
+		return ""
+	}
+	parts := strings.Split(xff, ",")
+	if skip >= len(parts) {
+		return ""
+	}
+	a := strings.TrimSpace(parts[len(parts)-1-skip])
+	if net.ParseIP(a) == nil {
+		return ""
+	}
+	return a
 }
 
 func newUUID() string {

@@ -481,3 +481,53 @@ func TestTLSConfigRefusals(t *testing.T) {
 		})
 	}
 }
+
+// TestEdgeRequestHeaders follows mutateRequestHeaders for an edge request
+// (use_remote_address: true; no address is internal since Envoy 1.33): the
+// client's x-request-id is replaced unless preserve_external_request_id,
+// x-envoy-external-address is the client's address (with trusted hops, the
+// one their XFF names), and what a client says about itself as a mesh
+// service (x-envoy-downstream-service-cluster, which becomes the
+// CheckRequest's source.service) is dropped. Without use_remote_address all
+// of it is kept.
+func TestEdgeRequestHeaders(t *testing.T) {
+	sent := http.Header{
+		"X-Request-Id":                       {"client-chosen"},
+		"X-Forwarded-For":                    {"203.0.113.7"},
+		"X-Envoy-Downstream-Service-Cluster": {"payments"},
+		"X-Envoy-External-Address":           {"198.51.100.1"},
+	}
+	tests := []struct {
+		name                     string
+		hcm                      M
+		requestID, external, xff string
+		service                  string
+	}{
+		{"an edge replaces the request id and names the connection's address", M{"use_remote_address": true}, "", "127.0.0.1", "203.0.113.7,127.0.0.1", ""},
+		{"an edge behind one trusted hop names the address that hop saw", M{"use_remote_address": true, "xff_num_trusted_hops": 1}, "", "203.0.113.7", "203.0.113.7,127.0.0.1", ""},
+		{"preserve_external_request_id keeps the client's request id", M{"use_remote_address": true, "preserve_external_request_id": true}, "client-chosen", "127.0.0.1", "203.0.113.7,127.0.0.1", ""},
+		{"not an edge: everything the client sent is kept", nil, "client-chosen", "198.51.100.1", "203.0.113.7", "payments"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			authz := startAuthz(t, nil)
+			app := startUpstream(t)
+			f := startProxy(t, config{hcm: tc.hcm, filters: L{extAuthz(nil)}}.yaml(t),
+				Options{ClusterAddrs: map[string]string{"authz": authz.addr, "app": app.addr()}})
+			if resp := f.do(t, "GET", "/x", sent); resp.StatusCode != 200 || body(t, resp) != "upstream ok" {
+				t.Fatalf("status %d", resp.StatusCode)
+			}
+			a := authz.last(t).GetAttributes()
+			h := a.GetRequest().GetHttp().GetHeaders()
+			if tc.requestID != "" && h["x-request-id"] != tc.requestID || tc.requestID == "" && (h["x-request-id"] == "client-chosen" || h["x-request-id"] == "") {
+				t.Errorf("x-request-id = %q, want %q", h["x-request-id"], tc.requestID)
+			}
+			if h["x-envoy-external-address"] != tc.external || h["x-forwarded-for"] != tc.xff {
+				t.Errorf("x-envoy-external-address %q, x-forwarded-for %q; want %q, %q", h["x-envoy-external-address"], h["x-forwarded-for"], tc.external, tc.xff)
+			}
+			if got := a.GetSource().GetService(); got != tc.service {
+				t.Errorf("source.service = %q, want %q", got, tc.service)
+			}
+		})
+	}
+}
