@@ -151,9 +151,11 @@ func TestDevBannerComesFromTheBootstrap(t *testing.T) {
 	for _, want := range []string{
 		"(Envoy bootstrap: " + file + ")",
 		"Routes (from " + file + ", first match wins):",
-		"prefix /api/payout-destination     aal2, authenticated within 120 s; machine tokens need payouts:write",
-		"DELETE  prefix /api/account                aal2, authenticated within 60 s",
-		"path /healthz                      no token (ext_authz disabled on this route)",
+		// The match column is as wide as the longest match (the well-known path's route).
+		"prefix /api/payout-destination                               aal2, authenticated within 120 s; machine tokens need payouts:write",
+		"DELETE  prefix /api/account                                          aal2, authenticated within 60 s",
+		"path /healthz                                                no token (ext_authz disabled on this route)",
+		"path_separated_prefix /mcp                                   a token with scope mcp:tools (RFC 9728 resource /mcp)",
 	} {
 		if !strings.Contains(out, want) {
 			t.Errorf("banner lacks %q:\n%s", want, out)

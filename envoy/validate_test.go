@@ -184,7 +184,7 @@ func checkPolicyField(k string, v any) error {
 		if s, _ := v.(string); !slices.Contains([]string{"", "dpop", "mtls", "any"}, s) {
 			return fmt.Errorf("sender_constraint: %v is not one of dpop, mtls, any", v)
 		}
-	case "mode", "name", "machine_scopes":
+	case "mode", "name", "machine_scopes", "resource_path", "required_scopes":
 	default:
 		return fmt.Errorf("%w %q (known: required_acr, max_age, machine_scopes, mode, name)", errUnknownKey, k)
 	}

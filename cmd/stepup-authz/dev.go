@@ -29,6 +29,7 @@ import (
 
 	"github.com/stepup-authz/stepup-authz/envoy"
 	"github.com/stepup-authz/stepup-authz/envoy/proxy"
+	"github.com/stepup-authz/stepup-authz/extauthz"
 	"github.com/stepup-authz/stepup-authz/extauthz/config"
 	"github.com/stepup-authz/stepup-authz/internal/devidp"
 	"github.com/stepup-authz/stepup-authz/internal/dpopproof"
@@ -264,6 +265,11 @@ issuers:
       client_secret_file: %q
       opaque_tokens: true
 log: { level: info }
+# RFC 9728: challenges carry resource_metadata, and GET /.well-known/oauth-protected-resource[/mcp]
+# is answered with the metadata document (base derived per request: http://<proxy address>).
+protected_resource:
+  scopes_supported: ["mcp:tools"]
+  resource_name: "stepup-authz playground"
 policy:
   routes:
     # The demo page and its scripts load without a token (a browser navigation
@@ -420,6 +426,15 @@ func (b *devBanner) print(w io.Writer) {
 		fmt.Fprintf(w, "  TOKEN=$(%s --acr aal1)\n", tokenCmd)
 		fmt.Fprintf(w, "  curl -i -H \"Authorization: Bearer $TOKEN\" http://%s/\n\n", f.proxyAddr)
 	}
+	if path, p, ok := mcpExample(b.routes); ok && f.authzAddr == "" {
+		url := "http://" + f.proxyAddr + path
+		scopes := strings.Join(p.RequiredScopes, " ")
+		fmt.Fprintf(w, "  # MCP clients (RFC 9728): the challenge names the metadata document; tokens need %s\n", scopes)
+		fmt.Fprintf(w, "  curl -i %s\n", url)
+		fmt.Fprintf(w, "  curl -s http://%s/.well-known/oauth-protected-resource%s\n", f.proxyAddr, p.ResourcePath)
+		fmt.Fprintf(w, "  TOKEN=$(%s --scope '%s')\n", tokenCmd, scopes)
+		fmt.Fprintf(w, "  curl -i -H \"Authorization: Bearer $TOKEN\" %s\n\n", url)
+	}
 	fmt.Fprintf(w, "  Without Go: curl -s -d acr=aal2 %s/token\n\nCtrl-C stops everything.\n", b.issuer)
 }
 
@@ -429,22 +444,10 @@ func routeSummary(r proxy.Route) string {
 	if r.AuthzDisabled {
 		return "no token (ext_authz disabled on this route)"
 	}
-	var layers []policy.Sourced
-	if m, ok := r.RouteMetadata[config.DefaultMetadataNamespace]; ok {
-		l, err := policy.ParseMetadata(m, policy.DefaultLevels)
-		if err != nil {
-			return "policy_error (500): " + err.Error()
-		}
-		layers = append(layers, policy.Sourced{Source: policy.SourceRouteMetadata, Layer: l})
+	p, err := routePolicy(r)
+	if err != nil {
+		return "policy_error (500): " + err.Error()
 	}
-	if len(r.ContextExtensions) > 0 {
-		l, err := policy.ParseContextExtensions(r.ContextExtensions, policy.DefaultLevels)
-		if err != nil {
-			return "policy_error (500): " + err.Error()
-		}
-		layers = append(layers, policy.Sourced{Source: policy.SourceContextExtensions, Layer: l})
-	}
-	p := policy.Merge(layers...)
 	if p.EffectiveMode() == policy.ModeOff {
 		return "no token (mode off)"
 	}
@@ -455,17 +458,67 @@ func routeSummary(r proxy.Route) string {
 	if p.HasMaxAge {
 		parts = append(parts, fmt.Sprintf("authenticated within %d s", int64(p.MaxAge.Seconds())))
 	}
-	if len(parts) == 0 {
+	switch {
+	case len(parts) == 0 && len(p.RequiredScopes) > 0:
+		parts = append(parts, "a token with scope "+strings.Join(p.RequiredScopes, " "))
+	case len(parts) == 0:
 		parts = append(parts, "any valid token")
+	case len(p.RequiredScopes) > 0:
+		parts = append(parts, "scope "+strings.Join(p.RequiredScopes, " "))
 	}
 	s := strings.Join(parts, ", ")
 	if len(p.MachineScopes) > 0 {
 		s += "; machine tokens need " + strings.Join(p.MachineScopes, " ")
 	}
+	if p.ResourcePath != "" {
+		s += " (RFC 9728 resource " + p.ResourcePath + ")"
+	}
 	if p.EffectiveMode() == policy.ModeDryRun {
 		s += " (dry_run: reported, never denied)"
 	}
+	if _, path, _ := strings.Cut(r.Match, " "); strings.HasPrefix(path, extauthz.WellKnownResource) {
+		s = "GET/HEAD: the RFC 9728 metadata document, no token (with protected_resource); otherwise " + s
+	}
 	return s
+}
+
+// routePolicy is the policy a route's metadata (the stepup namespace) and
+// context extensions carry, merged as the server merges them.
+func routePolicy(r proxy.Route) (policy.Policy, error) {
+	var layers []policy.Sourced
+	if m, ok := r.RouteMetadata[config.DefaultMetadataNamespace]; ok {
+		l, err := policy.ParseMetadata(m, policy.DefaultLevels)
+		if err != nil {
+			return policy.Policy{}, err
+		}
+		layers = append(layers, policy.Sourced{Source: policy.SourceRouteMetadata, Layer: l})
+	}
+	if len(r.ContextExtensions) > 0 {
+		l, err := policy.ParseContextExtensions(r.ContextExtensions, policy.DefaultLevels)
+		if err != nil {
+			return policy.Policy{}, err
+		}
+		layers = append(layers, policy.Sourced{Source: policy.SourceContextExtensions, Layer: l})
+	}
+	return policy.Merge(layers...), nil
+}
+
+// mcpExample picks the first route that names an RFC 9728 resource_path and
+// requires scopes, with a path that can be written down: the MCP walk-through.
+func mcpExample(routes []proxy.Route) (path string, p policy.Policy, ok bool) {
+	for _, r := range routes {
+		if r.AuthzDisabled || r.MoreConditions {
+			continue
+		}
+		kind, path, _ := strings.Cut(r.Match, " ")
+		if kind == "safe_regex" || path == "" {
+			continue
+		}
+		if p, err := routePolicy(r); err == nil && p.ResourcePath != "" && len(p.RequiredScopes) > 0 && !p.NeedsStepUp() {
+			return path, p, true
+		}
+	}
+	return "", policy.Policy{}, false
 }
 
 // devExample is the walk-through the banner prints: a request to a route

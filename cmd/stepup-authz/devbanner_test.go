@@ -26,6 +26,9 @@ func TestRouteSummary(t *testing.T) {
 		{"mode off needs no token", proxy.Route{RouteMetadata: md(map[string]any{"mode": "off", "required_acr": "aal2"})}, "no token (mode off)"},
 		{"dry_run says it never denies", proxy.Route{RouteMetadata: md(map[string]any{"mode": "dry_run", "required_acr": "aal2"})}, "aal2 (dry_run: reported, never denied)"},
 		{"another namespace is not the server's", proxy.Route{RouteMetadata: map[string]map[string]any{"other": {"required_acr": "aal2"}}}, "any valid token"},
+		{"required_scopes alone", proxy.Route{RouteMetadata: md(map[string]any{"required_scopes": "mcp:tools", "resource_path": "/mcp"})}, "a token with scope mcp:tools (RFC 9728 resource /mcp)"},
+		{"required_scopes with step-up", proxy.Route{RouteMetadata: md(map[string]any{"required_acr": "aal2", "required_scopes": []any{"a", "b"}})}, "aal2, scope a b"},
+		{"the well-known path is answered by the server", proxy.Route{Match: "path_separated_prefix /.well-known/oauth-protected-resource"}, "GET/HEAD: the RFC 9728 metadata document, no token (with protected_resource); otherwise any valid token"},
 		{"a policy the server cannot read is a 500", proxy.Route{RouteMetadata: md(map[string]any{"required_acr": "aal9"})}, `policy_error (500): required_acr: "aal9" is not one of acr_levels [aal1 aal2 aal3]`},
 	} {
 		t.Run(c.name, func(t *testing.T) {

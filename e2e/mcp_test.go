@@ -1,0 +1,131 @@
+package e2e
+
+import (
+	"context"
+	"encoding/json"
+	"os"
+	"os/exec"
+	stdreflect "reflect"
+	"regexp"
+	"strings"
+	"testing"
+
+	"github.com/stepup-authz/stepup-authz/internal/oidcprovider"
+)
+
+// TestMCPPlaygroundAsTheREADMESays runs README's "MCP servers behind Envoy"
+// curl flow word for word against the real `dev` binary (only the ports, the
+// binary's path for `go run ./cmd/stepup-authz`, and dev token's --idp
+// differ), checks what each step prints, then has oauth4webapi do an MCP
+// client's RFC 9728 discovery and scope step-up against the same /mcp route.
+func TestMCPPlaygroundAsTheREADMESays(t *testing.T) {
+	readme, err := os.ReadFile("../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := regexp.MustCompile("(?s)\n## MCP servers behind Envoy\n.*?\n```sh\n(.*?)```").FindSubmatch(readme)
+	if m == nil {
+		t.Fatal("README has no sh block in \"MCP servers behind Envoy\"")
+	}
+	flow := string(m[1])
+	for _, want := range []string{"127.0.0.1:8000", "go run ./cmd/stepup-authz dev token"} {
+		if !strings.Contains(flow, want) {
+			t.Fatalf("the README's MCP flow no longer has %q; this test follows it:\n%s", want, flow)
+		}
+	}
+
+	addrs := map[string]string{}
+	args := []string{"dev"}
+	for _, flag := range []string{"proxy-addr", "idp-addr", "app-addr", "grpc-addr", "admin-addr"} {
+		addrs[flag] = freeAddr(t)
+		args = append(args, "--"+flag, addrs[flag])
+	}
+	banner := startDev(t, args...)
+	proxy, idp := addrs["proxy-addr"], "http://"+addrs["idp-addr"]
+	if !strings.Contains(banner, "curl -i http://"+proxy+"/mcp") {
+		t.Errorf("the banner does not show the MCP flow:\n%s", banner)
+	}
+
+	script := strings.NewReplacer(
+		"go run ./cmd/stepup-authz dev token", binary+" dev token --idp "+idp,
+		"127.0.0.1:8000", proxy,
+	).Replace(flow)
+	// A marker before each numbered step, to read each step's output apart.
+	var marked []string
+	for _, line := range strings.Split(script, "\n") {
+		if regexp.MustCompile(`^# \d+\.`).MatchString(line) {
+			marked = append(marked, "echo '@@STEP@@'")
+		}
+		marked = append(marked, line)
+	}
+	cmd := exec.Command("bash", "-e", "-c", strings.Join(marked, "\n"))
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("the README's MCP flow failed: %v\n%s", err, out)
+	}
+	steps := strings.Split(string(out), "@@STEP@@\n")[1:]
+	if len(steps) != 5 {
+		t.Fatalf("%d steps, want 5:\n%s", len(steps), out)
+	}
+	rm := `resource_metadata="http://` + proxy + `/.well-known/oauth-protected-resource/mcp"`
+	expect := func(step int, what string, wants ...string) {
+		t.Helper()
+		for _, w := range wants {
+			if !strings.Contains(strings.ToLower(steps[step-1]), strings.ToLower(w)) {
+				t.Errorf("step %d (%s): no %q in\n%s", step, what, w, steps[step-1])
+			}
+		}
+	}
+	expect(1, "no token", "HTTP/1.1 401", "www-authenticate: Bearer "+rm+"\r\n")
+	var doc map[string]any
+	if err := json.Unmarshal([]byte(steps[1]), &doc); err != nil {
+		t.Fatalf("step 2 printed no JSON document: %v\n%s", err, steps[1])
+	}
+	want := map[string]any{
+		"resource":                 "http://" + proxy + "/mcp",
+		"authorization_servers":    []any{idp},
+		"bearer_methods_supported": []any{"header"},
+		"scopes_supported":         []any{"mcp:tools"},
+		"resource_name":            "stepup-authz playground",
+	}
+	if !stdreflect.DeepEqual(doc, want) {
+		t.Errorf("step 2's document\n %v\nwant\n %v", doc, want)
+	}
+	scope403 := `www-authenticate: Bearer error="insufficient_scope", scope="mcp:tools", ` + rm + "\r\n"
+	expect(3, "a user without the scope", "HTTP/1.1 403", scope403, `{"error":"insufficient_scope"}`)
+	expect(4, "a user with the scope", "HTTP/1.1 200", `"x-stepup-sub":"user-1"`)
+	machine := strings.SplitN(steps[4], "HTTP/1.1 ", 3)
+	if len(machine) != 3 || !strings.HasPrefix(machine[1], "403") || !strings.Contains(strings.ToLower(machine[1]), strings.ToLower(scope403)) ||
+		!strings.HasPrefix(machine[2], "200") || !strings.Contains(machine[2], `"x-stepup-sub":"mcp-agent"`) {
+		t.Errorf("step 5 (a machine without, then with the scope):\n%s", steps[4])
+	}
+
+	// An independent client library does what an MCP client does.
+	token := func(args ...string) string {
+		code, stdout, stderr := run(t, nil, append([]string{"dev", "token", "--idp", idp}, args...)...)
+		if code != 0 {
+			t.Fatalf("dev token: exit %d: %s", code, stderr)
+		}
+		return strings.TrimSpace(stdout)
+	}
+	got, err := oidcprovider.MCPClient(context.Background(), "http://"+proxy+"/mcp", token("--acr", "aal1"), token("--acr", "aal1", "--scope", "mcp:tools"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var learnt map[string]any
+	if err := json.Unmarshal([]byte(got), &learnt); err != nil {
+		t.Fatalf("%v: %s", err, got)
+	}
+	wantLearnt := map[string]any{
+		"resource_metadata":     "http://" + proxy + "/.well-known/oauth-protected-resource/mcp",
+		"resource":              "http://" + proxy + "/mcp",
+		"authorization_servers": []any{idp},
+		"scopes_supported":      []any{"mcp:tools"},
+		"issuer":                idp,
+		"scope":                 "mcp:tools",
+		"allowed":               float64(200),
+	}
+	if !stdreflect.DeepEqual(learnt, wantLearnt) {
+		t.Errorf("oauth4webapi learnt\n %v\nwant\n %v", learnt, wantLearnt)
+	}
+}
