@@ -531,3 +531,41 @@ func TestEdgeRequestHeaders(t *testing.T) {
 		})
 	}
 }
+
+// TestTLSListenerNegotiatesHTTP2: with alpn_protocols [h2, http/1.1] a client
+// that offers h2 speaks HTTP/2 (as curl does by default), and the Check says
+// so; without h2 in the list it stays on HTTP/1.1.
+func TestTLSListenerNegotiatesHTTP2(t *testing.T) {
+	p := newPKI(t)
+	for _, tc := range []struct {
+		name  string
+		alpn  L
+		proto string
+	}{
+		{"h2 offered and listed: HTTP/2", L{"h2", "http/1.1"}, "HTTP/2"},
+		{"h2 offered but not listed: HTTP/1.1", L{"http/1.1"}, "HTTP/1.1"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			authz := startAuthz(t, nil)
+			app := startUpstream(t)
+			sock := p.socket(nil)
+			sock["typed_config"].(M)["common_tls_context"].(M)["alpn_protocols"] = tc.alpn
+			addr := serveTLS(t, config{filters: L{extAuthz(nil)}, tls: sock}.yaml(t),
+				Options{ClusterAddrs: map[string]string{"authz": authz.addr, "app": app.addr()}})
+			roots := x509.NewCertPool()
+			roots.AddCert(p.serverCA.cert)
+			tr := &http.Transport{TLSClientConfig: &tls.Config{RootCAs: roots, ServerName: "app.example.com"}, ForceAttemptHTTP2: true}
+			defer tr.CloseIdleConnections()
+			resp, err := (&http.Client{Transport: tr}).Get("https://" + addr + "/x")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if b := body(t, resp); resp.StatusCode != 200 || b != "upstream ok" {
+				t.Fatalf("%d %q", resp.StatusCode, b)
+			}
+			if got := authz.last(t).GetAttributes().GetRequest().GetHttp().GetProtocol(); got != tc.proto || resp.Proto[:6] != tc.proto[:6] {
+				t.Errorf("check protocol %q, response %q; want %s", got, resp.Proto, tc.proto)
+			}
+		})
+	}
+}
