@@ -129,3 +129,26 @@ func TestMCPPlaygroundAsTheREADMESays(t *testing.T) {
 		t.Errorf("oauth4webapi learnt\n %v\nwant\n %v", learnt, wantLearnt)
 	}
 }
+
+// check says what the server answers for the metadata document (exit 0: no
+// denial, though Envoy receives it as one) and for /mcp (exit 1, the challenge
+// with resource_metadata).
+func TestCheckShowsTheMetadataDocument(t *testing.T) {
+	cfg := writeFile(t, "config.yaml", `
+issuers:
+  - issuer: "http://127.0.0.1:1"
+    jwks_uri: "http://127.0.0.1:1/jwks.json"
+    audiences: ["https://api.example.com"]
+protected_resource: { base_url: "https://api.example.com" }
+`)
+	code, out, stderr := run(t, nil, "check", "--config", cfg, "--token", "", "--method", "HEAD", "--path", "/.well-known/oauth-protected-resource/mcp")
+	if code != 0 || !strings.Contains(out, "reason:   metadata_served") || !strings.Contains(out, "HTTP 200") ||
+		!strings.Contains(out, `{"resource":"https://api.example.com/mcp","authorization_servers":["http://127.0.0.1:1"],"bearer_methods_supported":["header"]}`) {
+		t.Errorf("exit %d\n%s%s", code, out, stderr)
+	}
+	code, out, stderr = run(t, nil, "check", "--config", cfg, "--envoy", "../envoy/envoy.yaml", "--token", "", "--method", "GET", "--path", "/mcp")
+	if code != 1 || !strings.Contains(out, `www-authenticate: Bearer resource_metadata="https://api.example.com/.well-known/oauth-protected-resource/mcp"`) ||
+		!strings.Contains(out, "required_scopes from route_metadata") {
+		t.Errorf("exit %d\n%s%s", code, out, stderr)
+	}
+}

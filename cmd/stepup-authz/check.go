@@ -124,7 +124,8 @@ func runCheck(ctx context.Context, f *checkFlags, out io.Writer) (bool, error) {
 	printDialect(out, cfg, r.Claims)
 	printIntrospections(out, asked, engine.Status(), r.Claims)
 	f.printSourceNote(out, r.Provenance)
-	return r.Response.GetStatus().GetCode() == int32(codes.OK), nil
+	// The metadata document is no denial, though Envoy gets it as one (a 200 local reply).
+	return r.Response.GetStatus().GetCode() == int32(codes.OK) || r.Decision.Reason == policy.ReasonMetadataServed, nil
 }
 
 // plan runs the request through the bootstrap's routing (envoy/proxy, the
@@ -292,6 +293,9 @@ func printResult(w io.Writer, r *extauthz.Result) {
 	}
 	if r.DryRun {
 		decision = "allow (dry run: would have denied)"
+	}
+	if d.Reason == policy.ReasonMetadataServed {
+		decision = "allow (stepup-authz answers with the RFC 9728 metadata document itself; nothing goes upstream)"
 	}
 	fmt.Fprintf(w, "decision: %s\nreason:   %s\n", decision, d.Reason)
 	if d.Detail != "" {
