@@ -3,14 +3,20 @@ package extauthz_test
 import (
 	"encoding/json"
 	"fmt"
+	"log/slog"
 	"reflect"
 	"strings"
 	"testing"
 	"time"
 
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	"google.golang.org/grpc/codes"
 
+	"github.com/stepup-authz/stepup-authz/extauthz"
+	"github.com/stepup-authz/stepup-authz/extauthz/config"
+	"github.com/stepup-authz/stepup-authz/extauthz/token"
 	"github.com/stepup-authz/stepup-authz/internal/devidp"
 	"github.com/stepup-authz/stepup-authz/internal/dpopproof"
 )
@@ -222,6 +228,8 @@ func TestResourceMetadataOnEveryChallenge(t *testing.T) {
 			denial{403, `{"error":"insufficient_scope"}`, `Bearer error="insufficient_scope", scope="payouts:read payouts:write", ` + apiRM}},
 		{"no token on a dpop route: both challenges carry it (RFC 9449 §7.2)", req{path: "/dpop-only", headers: https},
 			denial{401, `{"error":"unauthorized"}`, `Bearer ` + bareRM + `, DPoP algs="ES256 ES384 EdDSA PS256 RS256", ` + bareRM}},
+		{"an unbound token on a dpop route: the DPoP challenge of sender_constraint_missing carries it", req{path: "/dpop-only", headers: with(user("aal1", 0, ""))},
+			denial{401, `{"error":"unauthorized"}`, `DPoP algs="ES256 ES384 EdDSA PS256 RS256", ` + bareRM}},
 		{"a step-up under the DPoP scheme: the DPoP challenge carries it", req{method: "POST", path: "/api/payouts", headers: map[string]string{"x-forwarded-proto": "https", "authorization": "DPoP " + bound, "dpop": proof}},
 			denial{401, stepUpBody, `DPoP error="insufficient_user_authentication", error_description="A stronger authentication is required", acr_values="aal2", max_age="300", algs="ES256 ES384 EdDSA PS256 RS256", ` + apiRM}},
 		{"an invalid DPoP proof, whose description holds commas", req{path: "/mcp", headers: map[string]string{"x-forwarded-proto": "https", "authorization": "DPoP " + bound, "dpop": "x.y.z"}},
@@ -282,4 +290,31 @@ func TestEntraChallengeCarriesResourceMetadata(t *testing.T) {
 	expectDenied(t, h.check(t, post(mint(r, devidp.Claims{"acr": "aal1"}))),
 		denial{401, `{"error":"step_up_required","required_acr":"aal2"}`,
 			`Bearer error="insufficient_user_authentication", error_description="A stronger authentication is required", acr_values="aal2"` + rm})
+}
+
+// A served document counts as decision allow, reason metadata_served, in the
+// metrics and the log (at debug: it is no denial).
+func TestMetadataServedIsCounted(t *testing.T) {
+	idp := newDevIdP(t)
+	cfg, err := config.Parse([]byte(resourceConfig(idp, "", "")), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ks := token.NewKeySets(token.KeySetOptions{})
+	t.Cleanup(ks.Close)
+	engine, err := extauthz.NewEngine(cfg, ks, extauthz.EngineOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := extauthz.NewMetrics(prometheus.NewRegistry())
+	logs := &lockedBuffer{}
+	h := &harness{client: serveEngine(t, engine, extauthz.Options{Metrics: m, Logger: slog.New(slog.NewJSONHandler(logs, nil))})}
+	served(t, h.check(t, req{path: "/.well-known/oauth-protected-resource/mcp", scheme: "https"}))
+	served(t, h.check(t, req{method: "HEAD", path: "/.well-known/oauth-protected-resource", scheme: "https"}))
+	if got := testutil.ToFloat64(m.Decisions.WithLabelValues("allow", "metadata_served", "")); got != 2 {
+		t.Errorf("stepup_decisions_total{decision=allow,reason=metadata_served} = %v, want 2", got)
+	}
+	if strings.Contains(logs.String(), "denied") {
+		t.Errorf("a served document was logged as a denial:\n%s", logs.String())
+	}
 }
