@@ -69,7 +69,7 @@ func (c *Config) Warnings() []string {
 			}
 		}
 	}
-	return out
+	return append(out, c.resourceWarnings()...)
 }
 
 // hasMaxAge reports a layer that sets a freshness rule (max_age: "" clears one).

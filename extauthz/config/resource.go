@@ -1,6 +1,7 @@
 package config
 
 import (
+	"fmt"
 	"net/url"
 	"slices"
 	"strings"
@@ -113,4 +114,24 @@ func (b *builder) baseURL(path, s string) string {
 		b.add(path, "%q %v", s, policy.CheckHeaderSafe(s))
 	}
 	return strings.TrimSuffix(s, "/")
+}
+
+// resourceWarnings name the policy layers that set resource_path while there
+// is no protected_resource block: the field then has no effect (no
+// resource_metadata, no document), which is likely not what the author meant.
+func (c *Config) resourceWarnings() []string {
+	if c.ProtectedResource != nil {
+		return nil
+	}
+	const why = "has no effect without a protected_resource block: no challenge carries resource_metadata and the metadata document is not served; add protected_resource: {} (see README, MCP servers behind Envoy)"
+	var out []string
+	if c.Default.ResourcePath.Set && c.Default.ResourcePath.Value != "" {
+		out = append(out, "policy.default.resource_path "+why)
+	}
+	for i, r := range c.Routes {
+		if r.Layer.ResourcePath.Set && r.Layer.ResourcePath.Value != "" {
+			out = append(out, fmt.Sprintf("policy.routes[%d].resource_path (%s) %s", i, r.Name, why))
+		}
+	}
+	return out
 }

@@ -72,3 +72,21 @@ func TestProtectedResourceFromEnvironment(t *testing.T) {
 		t.Errorf("%v", err)
 	}
 }
+
+func TestResourcePathWithoutProtectedResourceWarns(t *testing.T) {
+	cfg, err := Parse([]byte(twoIssuers+"policy:\n  routes:\n    - { name: mcp, match: { path_prefix: /mcp }, resource_path: /mcp }\n"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"policy.routes[0].resource_path (mcp) has no effect without a protected_resource block: no challenge carries resource_metadata and the metadata document is not served; add protected_resource: {} (see README, MCP servers behind Envoy)"}
+	if got := cfg.Warnings(); !reflect.DeepEqual(got, want) {
+		t.Errorf("Warnings() = %q, want %q", got, want)
+	}
+	cfg, err = Parse([]byte(twoIssuers+"protected_resource: {}\npolicy:\n  default: { resource_path: /mcp }\n"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := cfg.Warnings(); len(got) != 0 {
+		t.Errorf("with protected_resource: %q", got)
+	}
+}
