@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"encoding/json"
 	"net/http/httptest"
+	"net/url"
 	"strings"
 	"testing"
 	"time"
@@ -59,6 +60,11 @@ policy:
     - name: admin
       match: { hosts: [admin.example.com], path_regex: "/admin/[a-z]+" }
       required_acr: aal3
+    - name: mcp
+      match: { path_prefix: /mcp }
+      resource_path: /mcp
+      required_scopes: [mcp:tools]
+protected_resource: {}
 `
 
 // fuzzServer is an extauthz.Server over a real Verifier whose JWKS is served on
@@ -122,11 +128,14 @@ func newFuzzServer(f *testing.F) *fuzzServer {
 	return fs
 }
 
-var reasons = map[string]bool{
-	"allowed": true, "mode_off": true, "token_missing": true, "token_invalid": true, "acr_too_low": true,
-	"acr_missing": true, "auth_time_missing": true, "auth_too_old": true, "scope_missing": true,
-	"keys_unavailable": true, "policy_error": true,
-}
+// reasons is the closed set of CONTRACT.md, "Reasons".
+var reasons = func() map[string]bool {
+	m := map[string]bool{}
+	for _, r := range policy.Reasons {
+		m[string(r)] = true
+	}
+	return m
+}()
 
 // check runs req through the server and asserts what must hold for any request:
 // no panic; a response Envoy accepts, with an explicit status; an allow only under
@@ -150,10 +159,19 @@ func (fs *fuzzServer) check(t *testing.T, req *authv3.CheckRequest) {
 	mode := r.Decision.Policy.EffectiveMode()
 	http := req.GetAttributes().GetRequest().GetHttp()
 
+	if r.Decision.Reason == policy.ReasonMetadataServed {
+		checkMetadataServed(t, http, resp, md)
+		return
+	}
 	if resp.GetStatus().GetCode() != int32(codes.OK) {
 		dr := resp.GetDeniedResponse()
 		if resp.GetStatus().GetCode() != int32(codes.PermissionDenied) || dr == nil {
 			t.Fatalf("a denial must be PERMISSION_DENIED with a denied_response: %v", resp)
+		}
+		for _, h := range dr.GetHeaders() {
+			if h.GetHeader().GetKey() == "www-authenticate" {
+				checkResourceMetadata(t, h.GetHeader().GetValue())
+			}
 		}
 		switch dr.GetStatus().GetCode() {
 		case 401, 403, 500, 503:
@@ -203,6 +221,55 @@ func (fs *fuzzServer) check(t *testing.T, req *authv3.CheckRequest) {
 	for _, name := range clientHeaderNames(http) {
 		if strings.HasPrefix(name, "x-stepup-") && len(name) > len("x-stepup-") && !set[name] && !removed[name] {
 			t.Fatalf("client-sent %s reaches the upstream", name)
+		}
+	}
+}
+
+// checkMetadataServed: the RFC 9728 document only for a GET or HEAD of the
+// well-known path (normalised), as a 200 denied_response with a JSON object
+// whose resource is an absolute http(s) URL, and decision allow.
+func checkMetadataServed(t *testing.T, http *authv3.AttributeContext_HttpRequest, resp *authv3.CheckResponse, md map[string]any) {
+	t.Helper()
+	method, path := http.GetMethod(), http.GetPath()
+	if method == "" {
+		method, path = http.GetHeaders()[":method"], http.GetHeaders()[":path"]
+	}
+	n, err := policy.NormalizePath(path)
+	if (method != "GET" && method != "HEAD") || err != nil ||
+		(n != extauthz.WellKnownResource && !strings.HasPrefix(n, extauthz.WellKnownResource+"/")) {
+		t.Fatalf("metadata served for %s %q (normalised %q, %v)", method, path, n, err)
+	}
+	dr := resp.GetDeniedResponse()
+	var doc struct{ Resource string }
+	if resp.GetStatus().GetCode() != int32(codes.PermissionDenied) || dr.GetStatus().GetCode() != 200 ||
+		json.Unmarshal([]byte(dr.GetBody()), &doc) != nil || md["decision"] != "allow" {
+		t.Fatalf("metadata document %v", resp)
+	}
+	if u, err := url.Parse(doc.Resource); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.RawQuery != "" {
+		t.Fatalf("document resource %q", doc.Resource)
+	}
+}
+
+// checkResourceMetadata: a challenge never carries a parameter a client could
+// shape beyond the URL's authority: quotes balanced, no control characters,
+// and every resource_metadata an absolute http(s) URL of the well-known path.
+func checkResourceMetadata(t *testing.T, challenge string) {
+	t.Helper()
+	if strings.IndexFunc(challenge, func(r rune) bool { return r < 0x20 || r == 0x7f }) >= 0 || strings.Count(challenge, `"`)%2 != 0 {
+		t.Fatalf("challenge %q", challenge)
+	}
+	rest := challenge
+	for {
+		i := strings.Index(rest, `resource_metadata="`)
+		if i < 0 {
+			return
+		}
+		rest = rest[i+len(`resource_metadata="`):]
+		v := rest[:strings.IndexByte(rest, '"')]
+		u, err := url.Parse(v)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || !strings.HasPrefix(u.Path, extauthz.WellKnownResource) ||
+			strings.ContainsAny(v, " ,\\") {
+			t.Fatalf("resource_metadata %q in %q", v, challenge)
 		}
 	}
 }
@@ -283,6 +350,11 @@ type fuzzSeed struct {
 }
 
 var fuzzSeeds = []fuzzSeed{
+	{"GET", "/.well-known/oauth-protected-resource/mcp", "app.example.com", "", 0, "x-forwarded-proto", "https", false, "", "", ""},
+	{"HEAD", "/x/../.well-known/oauth-protected-resource?q", "App.Example.com:443", "Bearer nope", 0, "k", "v", true, "", "", ""},
+	{"POST", "/.well-known/oauth-protected-resource", "app.example.com", "", 0, "k", "v", false, "", "", ""},
+	{"GET", "/mcp", `evil", x="y`, "Bearer {T}", 0, "x-forwarded-proto", "https", false, "", "", ""},
+	{"GET", "/mcp/tools", "app.example.com", "Bearer {T}", 3, "x-forwarded-proto", "http", false, `{"required_scopes":"a b","resource_path":"/m"}`, "", ""},
 	{"POST", "/api/payout/x", "app.example.com", "Bearer {T}", 0, "x-stepup-sub", "admin", false, "", "", ""},
 	{"POST", "/api/payout", "app.example.com", "Bearer {T}", 1, "x-request-id", "r", true, "", "", ""},
 	{"POST", "/api/payout", "app.example.com", "bearer   {T}", 3, "x-stepup-acr", "aal3", false, "", "", ""},
