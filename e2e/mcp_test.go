@@ -3,6 +3,7 @@ package e2e
 import (
 	"context"
 	"encoding/json"
+	"net/http"
 	"os"
 	"os/exec"
 	stdreflect "reflect"
@@ -98,6 +99,27 @@ func TestMCPPlaygroundAsTheREADMESays(t *testing.T) {
 	if len(machine) != 3 || !strings.HasPrefix(machine[1], "403") || !strings.Contains(strings.ToLower(machine[1]), strings.ToLower(scope403)) ||
 		!strings.HasPrefix(machine[2], "200") || !strings.Contains(machine[2], `"x-stepup-sub":"mcp-agent"`) {
 		t.Errorf("step 5 (a machine without, then with the scope):\n%s", steps[4])
+	}
+
+	// The playground section shows the payout step-up's challenge with the
+	// resource_metadata dev's protected_resource adds: it is the one sent.
+	shown := regexp.MustCompile(`(?m)^#   Www-Authenticate: (.*resource_metadata=.*)$`).FindSubmatch(readme)
+	if shown == nil {
+		t.Fatal("README's playground no longer shows the step-up challenge with resource_metadata")
+	}
+	code, stdout, stderr := run(t, nil, "dev", "token", "--idp", idp, "--acr", "aal1")
+	if code != 0 {
+		t.Fatalf("dev token: %s", stderr)
+	}
+	req, _ := http.NewRequest("POST", "http://"+proxy+"/api/payout-destination", nil)
+	req.Header.Set("Authorization", "Bearer "+strings.TrimSpace(stdout))
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if got, want := resp.Header.Get("WWW-Authenticate"), strings.ReplaceAll(string(shown[1]), "127.0.0.1:8000", proxy); got != want {
+		t.Errorf("the payout step-up challenge is\n %s\nREADME shows\n %s", got, want)
 	}
 
 	// An independent client library does what an MCP client does.
