@@ -72,3 +72,30 @@ policy:
 		}
 	})
 }
+
+// serve logs the config's warnings at start and again on a reload that brings
+// new ones: the config is served, but likely not as meant.
+func TestServeLogsConfigWarnings(t *testing.T) {
+	idp := startIdP(t)
+	entra := strings.Replace(seedConfig, `audiences: ["https://api.example.com"]`,
+		`audiences: ["https://api.example.com"]
+    level_claim: acrs
+    challenge: entra
+    acr_aliases: { c1: aal2 }
+    challenge_acr_values: { aal2: c1 }`, 1)
+	if entra == seedConfig {
+		t.Fatal("seedConfig changed; this test adds the entra keys after its audiences")
+	}
+	s := startServer(t, idp, entra)
+	const maxAgeWarning = "policy.routes[0].max_age (payout-destination): every issuer is challenge: entra"
+	waitFor(t, "the max_age warning at start", func() bool {
+		return strings.Contains(s.stderr.String(), "config warning") && strings.Contains(s.stderr.String(), maxAgeWarning)
+	})
+	// A reload that reads the level from acr again brings a new warning.
+	s.writeConfig(t, idp, strings.Replace(entra, "level_claim: acrs", "level_claim: acr", 1))
+	waitFor(t, "the level_claim warning after the reload", func() bool {
+		out := s.stderr.String()
+		return strings.Contains(out, "config reloaded") && strings.Contains(out, "issuers[0].level_claim: challenge: entra asks for an authentication context")
+	})
+	s.stop(t)
+}

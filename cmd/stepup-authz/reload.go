@@ -100,6 +100,7 @@ func (a *app) reload(ctx context.Context, data []byte) {
 	a.metrics.ConfigApplied(cfg, time.Now())
 	a.log.Info("config reloaded", slog.String("config", a.path),
 		slog.Int("issuers", len(cfg.Issuers)), slog.Int("routes", len(cfg.Routes)))
+	logWarnings(a.log, cfg)
 	if cfg.Tracing != a.tracingCfg {
 		a.log.Warn("config reloaded, but its tracing block changed: tracing is set up at start; restart to apply it",
 			slog.String("config", a.path))

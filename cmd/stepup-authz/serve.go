@@ -148,9 +148,7 @@ func newApp(path string, v *config.Overrides, stderr *os.File, addrHints map[str
 		return nil, &exitError{code: 1, err: listenError("listen.admin", cfg.Listen.Admin, addrHints["listen.admin"], err)}
 	}
 	a.log = newLogger(stderr, cfg.Log)
-	for _, w := range cfg.Warnings() {
-		a.log.Warn("config warning", slog.String("warning", w))
-	}
+	logWarnings(a.log, cfg)
 	// Tracing is set up once, at start (README, "Tracing"); off, nothing is built.
 	a.tracingCfg = cfg.Tracing
 	if a.tracer, err = tracing.New(context.Background(), cfg.Tracing, versionString(), os.Getenv); err != nil {
@@ -209,6 +207,14 @@ func (a *app) stopTracing() {
 	defer cancel()
 	if err := a.tracer.Shutdown(ctx); err != nil {
 		a.log.Warn("tracing: spans not sent at shutdown", slog.Any("err", err))
+	}
+}
+
+// logWarnings logs what validate would warn about a valid config (config.Warnings),
+// at start and on every reload: the config is served, but likely not as meant.
+func logWarnings(log *slog.Logger, cfg *config.Config) {
+	for _, w := range cfg.Warnings() {
+		log.Warn("config warning", slog.String("warning", w))
 	}
 }
 
