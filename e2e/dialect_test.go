@@ -91,11 +91,28 @@ func TestServeLogsConfigWarnings(t *testing.T) {
 	waitFor(t, "the max_age warning at start", func() bool {
 		return strings.Contains(s.stderr.String(), "config warning") && strings.Contains(s.stderr.String(), maxAgeWarning)
 	})
-	// A reload that reads the level from acr again brings a new warning.
+	// Under level_claim acrs an acr of aal2 is ignored: the claims challenge.
+	aal2 := userToken(t, idp, "aal2", 0)
+	wwwAuthenticate := func() string {
+		for _, h := range s.check(t, "POST", "/api/payout-destination", aal2).GetDeniedResponse().GetHeaders() {
+			if h.GetHeader().GetKey() == "www-authenticate" {
+				return h.GetHeader().GetValue()
+			}
+		}
+		return ""
+	}
+	if got := wwwAuthenticate(); !strings.HasPrefix(got, `Bearer error="insufficient_claims"`) {
+		t.Fatalf("WWW-Authenticate %q, want the claims challenge", got)
+	}
+	// A reload that reads the level from acr again: the dialect changes with
+	// it, and the reload brings a new warning.
 	s.writeConfig(t, idp, strings.Replace(entra, "level_claim: acrs", "level_claim: acr", 1))
 	waitFor(t, "the level_claim warning after the reload", func() bool {
 		out := s.stderr.String()
 		return strings.Contains(out, "config reloaded") && strings.Contains(out, "issuers[0].level_claim: challenge: entra asks for an authentication context")
 	})
+	if resp := s.check(t, "POST", "/api/payout-destination", aal2); resp.GetOkResponse() == nil {
+		t.Fatalf("after the reload an acr of aal2 counts: %s", describe(resp))
+	}
 	s.stop(t)
 }
