@@ -3,6 +3,7 @@ package e2e
 import (
 	"context"
 	"encoding/json"
+	"io"
 	"net/http"
 	"os"
 	"os/exec"
@@ -120,6 +121,19 @@ func TestMCPPlaygroundAsTheREADMESays(t *testing.T) {
 	resp.Body.Close()
 	if got, want := resp.Header.Get("WWW-Authenticate"), strings.ReplaceAll(string(shown[1]), "127.0.0.1:8000", proxy); got != want {
 		t.Errorf("the payout step-up challenge is\n %s\nREADME shows\n %s", got, want)
+	}
+
+	// HEAD through the proxy: the GET's status and headers, no body (Envoy drops a
+	// local reply's body for HEAD and keeps Content-Type because the body was not empty).
+	head, err := http.Head("http://" + proxy + "/.well-known/oauth-protected-resource/mcp")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(head.Body)
+	head.Body.Close()
+	if head.StatusCode != 200 || head.Header.Get("Content-Type") != "application/json" || head.Header.Get("Cache-Control") != "public, max-age=300" ||
+		head.Header.Get("Access-Control-Allow-Origin") != "*" || len(body) != 0 {
+		t.Errorf("HEAD of the document: %d %v %q", head.StatusCode, head.Header, body)
 	}
 
 	// An independent client library does what an MCP client does.
