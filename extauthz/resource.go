@@ -26,6 +26,16 @@ const WellKnownResource = "/.well-known/oauth-protected-resource"
 // protectedResource is one configuration's protected_resource: block.
 type protectedResource struct {
 	cfg *config.ProtectedResource
+	// challenges remembers the shared denials (no token, invalid token) with
+	// resource_metadata added, by what the parameter depends on: a flood of
+	// requests without a valid token costs a lookup, not a URL and a copy each.
+	challenges memo[challengeKey, *authv3.DeniedHttpResponse]
+}
+
+// challengeKey is what a shared denial with resource_metadata depends on.
+type challengeKey struct {
+	dr                                     *authv3.DeniedHttpResponse
+	forwardedProto, scheme, host, resource string
 }
 
 func newProtectedResource(cfg *config.ProtectedResource) *protectedResource {
@@ -148,6 +158,34 @@ func (r *protectedResource) document(a *attributes) *authv3.DeniedHttpResponse {
 			header("access-control-allow-origin", "*"),
 		},
 	}
+}
+
+// challenge returns dr with resource_metadata on its challenges (dr itself when
+// it has none, or when no base can be worked out for a). The two shared
+// denials are remembered; the others are built per request anyway.
+func (r *protectedResource) challenge(dr *authv3.DeniedHttpResponse, a *attributes, resourcePath string) *authv3.DeniedHttpResponse {
+	shared := dr == deniedNoToken || dr == deniedInvalid
+	var k challengeKey
+	if shared {
+		k = challengeKey{dr: dr, resource: resourcePath}
+		if r.cfg.BaseURL == "" {
+			k.forwardedProto, k.scheme, k.host = a.forwardedProto, a.scheme, a.host
+		}
+		if out, ok := r.challenges.get(k); ok {
+			return out
+		}
+	}
+	url := r.metadataURL(a, resourcePath)
+	if url == "" {
+		return dr
+	}
+	out := withResourceMetadata(dr, url)
+	if shared {
+		// The key's strings may point into a request; the memo keeps copies.
+		k.forwardedProto, k.scheme, k.host, k.resource = strings.Clone(k.forwardedProto), strings.Clone(k.scheme), strings.Clone(k.host), strings.Clone(k.resource)
+		r.challenges.put(k, out)
+	}
+	return out
 }
 
 // withResourceMetadata returns dr with resource_metadata="url" added to every

@@ -24,8 +24,9 @@ import (
 
 // BenchmarkCheckProtectedResource is what protected_resource costs a Check:
 // BENCHMARKS.md's request (cached token) on a server without and with the
-// block, allowed and stepped up (the step-up then carries resource_metadata,
-// a copy of the remembered denial with the header rewritten), and the
+// block, allowed, stepped up (the step-up then carries resource_metadata, a
+// copy of the remembered denial with the header rewritten) and without a token
+// (that denial with resource_metadata is remembered per origin), and the
 // metadata document itself (built per request).
 //
 //	go test -run='^$' -bench=ProtectedResource -benchmem ./extauthz
@@ -49,6 +50,7 @@ func BenchmarkCheckProtectedResource(b *testing.B) {
 		}{
 			{"decision=allow", bench.Request(f.token(b, "aal2", 1)), codes.OK},
 			{"decision=step_up", bench.Request(f.token(b, "aal1", 1)), codes.PermissionDenied},
+			{"decision=deny/token=missing", bench.Request(""), codes.PermissionDenied},
 		}
 		if pr != "" {
 			cases = append(cases, struct {

@@ -1,6 +1,12 @@
 package extauthz
 
-import "testing"
+import (
+	"testing"
+
+	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
+
+	"github.com/stepup-authz/stepup-authz/extauthz/config"
+)
 
 func TestAppendAuthParam(t *testing.T) {
 	const rm = `resource_metadata="https://a.example/.well-known/oauth-protected-resource"`
@@ -49,4 +55,38 @@ func TestMetadataSuffix(t *testing.T) {
 			t.Errorf("metadataSuffix(%s, %q) = %q, %v; want %q, %v", tt.method, tt.path, suffix, ok, tt.suffix, tt.ok)
 		}
 	}
+}
+
+// The shared denials with resource_metadata are remembered per origin and
+// resource path, and never mixed up between them.
+func TestChallengeMemo(t *testing.T) {
+	r := newProtectedResource(&config.ProtectedResource{})
+	a := &attributes{host: "a.example", forwardedProto: "https"}
+	first := r.challenge(deniedNoToken, a, "/mcp")
+	if first == deniedNoToken || r.challenge(deniedNoToken, a, "/mcp") != first {
+		t.Fatal("the no-token denial with resource_metadata is not remembered")
+	}
+	b := &attributes{host: "b.example", forwardedProto: "https"}
+	if got := deniedHeader(r.challenge(deniedNoToken, b, "/mcp"), "www-authenticate"); got != `Bearer resource_metadata="https://b.example/.well-known/oauth-protected-resource/mcp"` {
+		t.Errorf("another host: %s", got)
+	}
+	if got := deniedHeader(r.challenge(deniedInvalid, a, ""), "www-authenticate"); got != `Bearer error="invalid_token", resource_metadata="https://a.example/.well-known/oauth-protected-resource"` {
+		t.Errorf("invalid token, no resource path: %s", got)
+	}
+	bad := &attributes{host: `x" y`, forwardedProto: "https"}
+	if r.challenge(deniedNoToken, bad, "/mcp") != deniedNoToken || r.challenges.len() != 3 {
+		t.Errorf("an unsafe authority must get the plain denial, and not be remembered (%d remembered)", r.challenges.len())
+	}
+	if deniedHeader(deniedNoToken, "www-authenticate") != "Bearer" {
+		t.Error("the shared denial was modified")
+	}
+}
+
+func deniedHeader(dr *authv3.DeniedHttpResponse, key string) string {
+	for _, h := range dr.GetHeaders() {
+		if h.GetHeader().GetKey() == key {
+			return h.GetHeader().GetValue()
+		}
+	}
+	return ""
 }

@@ -95,8 +95,8 @@ type outcome struct {
 	// document is the protected resource metadata document's response, when
 	// the request fetched it (resource.go).
 	document *authv3.DeniedHttpResponse
-	// resourceMetadata, when set, goes on every challenge as resource_metadata.
-	resourceMetadata string
+	// resource, when set, puts resource_metadata on every challenge (resource.go).
+	resource *protectedResource
 }
 
 // buildResponse writes the CheckResponse for a decision. Every response sets
@@ -116,7 +116,7 @@ func buildResponse(o *outcome, a *attributes) *authv3.CheckResponse {
 		return okResponse(o, a)
 	}
 	dr := dpopDenial(o)
-	if dr == nil && d.Policy.Name == "" && o.resourceMetadata == "" {
+	if dr == nil && d.Policy.Name == "" && o.resource == nil {
 		if resp, ok := fixedDenials[d.Reason]; ok {
 			return resp
 		}
@@ -137,8 +137,8 @@ func buildResponse(o *outcome, a *attributes) *authv3.CheckResponse {
 	default:
 		dr = deniedPolicyError
 	}
-	if o.resourceMetadata != "" {
-		dr = withResourceMetadata(dr, o.resourceMetadata)
+	if o.resource != nil {
+		dr = o.resource.challenge(dr, a, d.Policy.ResourcePath)
 	}
 	// The response and its oneof wrapper in one allocation.
 	blk := &struct {

@@ -161,7 +161,7 @@ func (s *Server) evaluate(ctx context.Context, req *authv3.CheckRequest, opts ev
 		o.dpop = e.sender.outcome(a.authScheme, &o.decision, s.now())
 	}
 	if e.resource != nil && !o.decision.Allowed() && !o.dryRun {
-		o.resourceMetadata = e.resource.metadataURL(&a, o.decision.Policy.ResourcePath)
+		o.resource = e.resource
 	}
 
 	s.report(ctx, &o, &a)
