@@ -42,6 +42,16 @@ policy:
 			t.Fatalf("stderr lacks the one warning %q:\n%s", want, stderr)
 		}
 	})
+	t.Run("validate --envoy warns about Envoy route metadata with max_age", func(t *testing.T) {
+		code, stdout, stderr := run(t, nil, "validate", "--config", cfg, "--envoy", "../envoy/envoy.yaml")
+		if code != 0 || !strings.Contains(stdout, "envoy.yaml: ok") {
+			t.Fatalf("exit %d\n%s%s", code, stdout, stderr)
+		}
+		want := `../envoy/envoy.yaml: warning: static_resources.listeners[0].filter_chains[0].filters[0].typed_config.route_config.virtual_hosts[0].routes[1].metadata.filter_metadata.stepup: route "payout-destination": max_age: every issuer is challenge: entra`
+		if !strings.Contains(stderr, want) {
+			t.Fatalf("stderr lacks %q:\n%s", want, stderr)
+		}
+	})
 	t.Run("check shows the dialect and the claims challenge", func(t *testing.T) {
 		tok, err := idp.Mint(devidp.Claims{"sub": "user-42", "acr": "aal3"})
 		if err != nil {

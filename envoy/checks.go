@@ -375,9 +375,16 @@ func (rs *routeScan) route(path string, r *routev3.Route, vh *routev3.VirtualHos
 		if md.GetFields()["sender_constraint"].GetStringValue() == "mtls" {
 			rs.needCertificate = append(rs.needCertificate, routeLabel(r, path))
 		}
+		valid := true
 		if c.opts.CheckPolicy != nil {
 			if err := c.opts.CheckPolicy(md.AsMap()); err != nil {
 				c.add(mdPath, "%s%v", label, err)
+				valid = false
+			}
+		}
+		if valid && c.opts.WarnPolicy != nil {
+			for _, w := range c.opts.WarnPolicy(md.AsMap()) {
+				c.problems = append(c.problems, Problem{Path: mdPath, Message: label + w, Warning: true})
 			}
 		}
 	}

@@ -33,7 +33,12 @@ const DefaultNamespace = "stepup"
 
 // Problem is one finding, with a location path like
 // static_resources.listeners[0].filter_chains[0].filters[0].typed_config.http_filters[1].typed_config.grpc_service.envoy_grpc.cluster_name
-type Problem struct{ Path, Message string }
+type Problem struct {
+	Path, Message string
+	// Warning marks a finding that leaves the bootstrap valid (Options.WarnPolicy);
+	// the caller prints it but does not count it as a problem.
+	Warning bool
+}
 
 // String returns "path: message", or just the message when there is no path.
 func (p Problem) String() string {
@@ -50,6 +55,11 @@ type Options struct {
 	// CheckPolicy validates one route's stepup metadata (a plain map from the
 	// Struct); nil skips the check.
 	CheckPolicy func(map[string]any) error
+	// WarnPolicy, when set, is asked about one route's stepup metadata that
+	// CheckPolicy accepted, for findings that leave it valid (a max_age that no
+	// token of the configured issuers can meet); each becomes a Problem with
+	// Warning set. nil asks nothing.
+	WarnPolicy func(map[string]any) []string
 	// CheckExtensions validates one ExtAuthzPerRoute's
 	// check_settings.context_extensions; nil skips the check.
 	CheckExtensions func(map[string]string) error

@@ -319,8 +319,8 @@ func TestProblemString(t *testing.T) {
 		p    Problem
 		want string
 	}{
-		{"a problem with a path reads path: message", Problem{"a.b[0]", "bad"}, "a.b[0]: bad"},
-		{"a problem without a path is just the message", Problem{"", "yaml: line 3: bad"}, "yaml: line 3: bad"},
+		{"a problem with a path reads path: message", Problem{Path: "a.b[0]", Message: "bad"}, "a.b[0]: bad"},
+		{"a problem without a path is just the message", Problem{Message: "yaml: line 3: bad"}, "yaml: line 3: bad"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			if got := tc.p.String(); got != tc.want {
@@ -358,5 +358,41 @@ func TestForgeableClientCertHeader(t *testing.T) {
 				t.Errorf("problem reported = %v, want %v; problems: %v", got, tc.want, lines(ps))
 			}
 		})
+	}
+}
+
+// WarnPolicy's findings come back as warnings on the route's metadata path,
+// and only for metadata that CheckPolicy accepted.
+func TestWarnPolicy(t *testing.T) {
+	warnMaxAge := func(m map[string]any) []string {
+		if _, ok := m["max_age"]; ok {
+			return []string{"max_age: never met"}
+		}
+		return nil
+	}
+	problems, err := ValidateFile("envoy.yaml", Options{WarnPolicy: warnMaxAge})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var warnings []Problem
+	for _, p := range problems {
+		if !p.Warning {
+			t.Errorf("a problem in the shipped bootstrap: %s", p)
+			continue
+		}
+		warnings = append(warnings, p)
+	}
+	if len(warnings) == 0 || !strings.HasSuffix(warnings[0].Path, ".metadata.filter_metadata.stepup") ||
+		warnings[0].Message != `route "payout-destination": max_age: never met` {
+		t.Fatalf("warnings %v", warnings)
+	}
+	refused, err := ValidateFile("envoy.yaml", Options{WarnPolicy: warnMaxAge, CheckPolicy: func(map[string]any) error { return errors.New("refused") }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range refused {
+		if p.Warning {
+			t.Errorf("a warning about metadata CheckPolicy refused: %s", p)
+		}
 	}
 }

@@ -66,13 +66,19 @@ func validate(path string, envoyFiles []string, out, errw io.Writer) int {
 			total++
 			continue
 		}
+		n := 0
 		for _, p := range problems {
+			if p.Warning {
+				fmt.Fprintf(errw, "%s: warning: %s\n", f, p)
+				continue
+			}
 			fmt.Fprintf(errw, "%s: %s\n", f, p)
+			n++
 		}
-		if len(problems) == 0 {
+		if n == 0 {
 			fmt.Fprintf(out, "%s: ok\n", f)
 		}
-		total += len(problems)
+		total += n
 	}
 	return total
 }
@@ -85,6 +91,13 @@ func envoyOptions(cfg *config.Config) envoy.Options {
 		CheckPolicy: func(m map[string]any) error {
 			_, err := policy.ParseMetadata(m, cfg.ACRLevels)
 			return err
+		},
+		WarnPolicy: func(m map[string]any) []string {
+			l, err := policy.ParseMetadata(m, cfg.ACRLevels)
+			if err != nil {
+				return nil // CheckPolicy reported it
+			}
+			return cfg.LayerWarnings(&l)
 		},
 		CheckExtensions: func(m map[string]string) error {
 			_, err := policy.ParseContextExtensions(m, cfg.ACRLevels)

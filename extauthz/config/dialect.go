@@ -53,13 +53,7 @@ func (c *Config) Warnings() []string {
 	for i := range c.Issuers {
 		out = append(out, c.Issuers[i].entraWarnings(fmt.Sprintf("issuers[%d]", i))...)
 	}
-	if len(c.Issuers) > 0 && !slices.ContainsFunc(c.Issuers, func(i Issuer) bool { return i.Challenge != policy.ChallengeEntra }) {
-		// Entra ID access tokens carry no auth_time, so max_age can never be
-		// met by a token of an entra issuer: every request would step up in a loop.
-		const why = "every issuer is challenge: entra, and Microsoft Entra ID access tokens carry no auth_time, " +
-			"so every token would be denied with auth_time_missing; drop max_age and require a fresh sign-in in Entra instead: " +
-			"a Conditional Access policy on the authentication context with the session control Sign-in frequency: Every time, " +
-			"and the level that context maps to (acr_aliases, challenge_acr_values) as required_acr"
+	if why := c.maxAgeNeverMet(); why != "" {
 		if hasMaxAge(&c.Default) {
 			out = append(out, "policy.default.max_age: "+why)
 		}
@@ -70,6 +64,30 @@ func (c *Config) Warnings() []string {
 		}
 	}
 	return append(out, c.resourceWarnings()...)
+}
+
+// LayerWarnings are the warnings about one policy layer from outside the
+// config (an Envoy route's stepup metadata, checked by validate --envoy),
+// each "field: message".
+func (c *Config) LayerWarnings(l *policy.Layer) []string {
+	if why := c.maxAgeNeverMet(); why != "" && hasMaxAge(l) {
+		return []string{"max_age: " + why}
+	}
+	return nil
+}
+
+// maxAgeNeverMet says why no token can meet a max_age under this config, or
+// "" when some can: Entra ID access tokens carry no auth_time, so when every
+// issuer is challenge: entra, every request to a max_age route would step up
+// in a loop.
+func (c *Config) maxAgeNeverMet() string {
+	if len(c.Issuers) == 0 || slices.ContainsFunc(c.Issuers, func(i Issuer) bool { return i.Challenge != policy.ChallengeEntra }) {
+		return ""
+	}
+	return "every issuer is challenge: entra, and Microsoft Entra ID access tokens carry no auth_time, " +
+		"so every token would be denied with auth_time_missing; drop max_age and require a fresh sign-in in Entra instead: " +
+		"a Conditional Access policy on the authentication context with the session control Sign-in frequency: Every time, " +
+		"and the level that context maps to (acr_aliases, challenge_acr_values) as required_acr"
 }
 
 // hasMaxAge reports a layer that sets a freshness rule (max_age: "" clears one).
