@@ -60,8 +60,9 @@ func (r *protectedResource) base(a *attributes) (string, bool) {
 }
 
 // authoritySafe reports an origin made only of RFC 3986 authority characters
-// (unreserved, sub-delims, ":", "[", "]", pct-encoded): nothing that would end
-// a quoted header parameter or a JSON string, or smuggle a second parameter.
+// (unreserved, sub-delims but ",", ":", "[", "]", pct-encoded; "/" for "://"):
+// nothing that would end a quoted header parameter or a JSON string, and no
+// comma, which a careless parser of a challenge list could split on.
 func authoritySafe(origin string) bool {
 	for i := 0; i < len(origin); i++ {
 		c := origin[i]
