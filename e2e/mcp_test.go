@@ -188,3 +188,31 @@ protected_resource: { base_url: "https://api.example.com" }
 		t.Errorf("exit %d\n%s%s", code, out, stderr)
 	}
 }
+
+// protected_resource follows the config's reload rules: added to a running
+// server, its challenges gain resource_metadata and the document is served;
+// removed, both are gone again.
+func TestProtectedResourceReloads(t *testing.T) {
+	idp := startIdP(t)
+	s := startServer(t, idp, seedConfig)
+	if got := header(s.check(t, "GET", "/mcp", ""), "www-authenticate"); got != "Bearer" {
+		t.Fatalf("before: %q", got)
+	}
+	withResource := seedConfig + "protected_resource: { base_url: \"https://api.example.com\" }\n"
+	s.writeConfig(t, idp, withResource)
+	waitFor(t, "resource_metadata after the reload", func() bool {
+		return header(s.check(t, "GET", "/mcp", ""), "www-authenticate") == `Bearer resource_metadata="https://api.example.com/.well-known/oauth-protected-resource"`
+	})
+	if resp := s.check(t, "GET", "/.well-known/oauth-protected-resource/mcp", ""); resp.GetDeniedResponse().GetStatus().GetCode() != 200 ||
+		!strings.Contains(resp.GetDeniedResponse().GetBody(), `"resource":"https://api.example.com/mcp"`) {
+		t.Errorf("the document after the reload: %s", describe(resp))
+	}
+	s.writeConfig(t, idp, seedConfig)
+	waitFor(t, "no resource_metadata after the block is removed", func() bool {
+		return header(s.check(t, "GET", "/mcp", ""), "www-authenticate") == "Bearer"
+	})
+	if code := s.check(t, "GET", "/.well-known/oauth-protected-resource", "").GetDeniedResponse().GetStatus().GetCode(); code != 401 {
+		t.Errorf("the document is still served (HTTP %d) after protected_resource was removed", code)
+	}
+	s.stop(t)
+}
