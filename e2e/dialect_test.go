@@ -51,6 +51,10 @@ policy:
 		if !strings.Contains(stderr, want) {
 			t.Fatalf("stderr lacks %q:\n%s", want, stderr)
 		}
+		code, stdout, stderr = run(t, nil, "validate", "--config", cfg, "--envoy", "../envoy/envoy-context-extensions.yaml")
+		if code != 0 || !strings.Contains(stderr, `.check_settings.context_extensions: max_age: every issuer is challenge: entra`) {
+			t.Fatalf("exit %d, no context_extensions warning\n%s%s", code, stdout, stderr)
+		}
 	})
 	t.Run("check shows the dialect and the claims challenge", func(t *testing.T) {
 		tok, err := idp.Mint(devidp.Claims{"sub": "user-42", "acr": "aal3"})

@@ -480,9 +480,18 @@ func (rs *routeScan) checkSettings(path string, cs *extauthzv3.CheckSettings) {
 	if cs.GetWithRequestBody() != nil && cs.GetDisableRequestBodyBuffering() {
 		rs.c.add(path, "with_request_body and disable_request_body_buffering are both set; Envoy accepts only one")
 	}
-	if ce := cs.GetContextExtensions(); len(ce) > 0 && rs.c.opts.CheckExtensions != nil {
-		if err := rs.c.opts.CheckExtensions(ce); err != nil {
-			rs.c.add(field(path, "context_extensions"), "%v", err)
+	if ce := cs.GetContextExtensions(); len(ce) > 0 {
+		valid := true
+		if rs.c.opts.CheckExtensions != nil {
+			if err := rs.c.opts.CheckExtensions(ce); err != nil {
+				rs.c.add(field(path, "context_extensions"), "%v", err)
+				valid = false
+			}
+		}
+		if valid && rs.c.opts.WarnExtensions != nil {
+			for _, w := range rs.c.opts.WarnExtensions(ce) {
+				rs.c.problems = append(rs.c.problems, Problem{Path: field(path, "context_extensions"), Message: w, Warning: true})
+			}
 		}
 	}
 }

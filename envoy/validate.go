@@ -60,6 +60,9 @@ type Options struct {
 	// token of the configured issuers can meet); each becomes a Problem with
 	// Warning set. nil asks nothing.
 	WarnPolicy func(map[string]any) []string
+	// WarnExtensions is WarnPolicy for the context extensions CheckExtensions
+	// accepted.
+	WarnExtensions func(map[string]string) []string
 	// CheckExtensions validates one ExtAuthzPerRoute's
 	// check_settings.context_extensions; nil skips the check.
 	CheckExtensions func(map[string]string) error

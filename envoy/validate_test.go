@@ -396,3 +396,26 @@ func TestWarnPolicy(t *testing.T) {
 		}
 	}
 }
+
+// WarnExtensions is WarnPolicy for context extensions.
+func TestWarnExtensions(t *testing.T) {
+	problems, err := ValidateFile("envoy-context-extensions.yaml", Options{WarnExtensions: func(m map[string]string) []string {
+		if m["max_age"] != "" {
+			return []string{"max_age: never met"}
+		}
+		return nil
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for _, p := range problems {
+		if !p.Warning || !strings.HasSuffix(p.Path, ".check_settings.context_extensions") || p.Message != "max_age: never met" {
+			t.Errorf("%s (warning %v)", p, p.Warning)
+		}
+		n++
+	}
+	if n == 0 {
+		t.Fatal("no warning for the context extensions that set max_age")
+	}
+}

@@ -99,6 +99,13 @@ func envoyOptions(cfg *config.Config) envoy.Options {
 			}
 			return cfg.LayerWarnings(&l)
 		},
+		WarnExtensions: func(m map[string]string) []string {
+			l, err := policy.ParseContextExtensions(m, cfg.ACRLevels)
+			if err != nil {
+				return nil // CheckExtensions reported it
+			}
+			return cfg.LayerWarnings(&l)
+		},
 		CheckExtensions: func(m map[string]string) error {
 			_, err := policy.ParseContextExtensions(m, cfg.ACRLevels)
 			return err
